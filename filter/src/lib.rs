@@ -1,0 +1,1 @@
+//! hrl-filter (work in progress)

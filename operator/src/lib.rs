@@ -1,0 +1,1 @@
+//! hrl-operator (work in progress)

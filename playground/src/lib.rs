@@ -1,0 +1,1 @@
+//! hrl-playground (work in progress)
