@@ -1,0 +1,78 @@
+{{/* Name of the chart, overridable. */}}
+{{- define "hrl.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified name of the release's objects. */}}
+{{- define "hrl.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "hrl.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "hrl.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: hrl
+{{- end }}
+
+{{/* Labels that select the operator pods (immutable once installed). */}}
+{{- define "hrl.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "hrl.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* ServiceAccount the operator runs as. */}}
+{{- define "hrl.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "hrl.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the leader-election Lease. */}}
+{{- define "hrl.leaseName" -}}
+{{- default (include "hrl.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/* Operator image reference: repository@digest when a digest is set, else repository:tag. */}}
+{{- define "hrl.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Rules that values.schema.json cannot express across fields. Each failure names the values
+involved and how to fix them.
+*/}}
+{{- define "hrl.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail (printf "replicaCount=%d needs leaderElection.enabled=true: without a Lease, every replica would write WasmPlugins and status at once. Set replicaCount=1 or enable leader election." (int .Values.replicaCount)) }}
+{{- end }}
+{{- if .Values.podDisruptionBudget.enabled }}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- if and (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) }}
+{{- fail "podDisruptionBudget: set only one of minAvailable and maxUnavailable (set the other to null)." }}
+{{- end }}
+{{- if and (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable) }}
+{{- fail "podDisruptionBudget: set one of minAvailable or maxUnavailable." }}
+{{- end }}
+{{- if and (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "string" $pdb.minAvailable)) (ge (int $pdb.minAvailable) (int .Values.replicaCount)) }}
+{{- fail (printf "podDisruptionBudget.minAvailable=%d with replicaCount=%d would block every node drain. Raise replicaCount or lower minAvailable." (int $pdb.minAvailable) (int .Values.replicaCount)) }}
+{{- end }}
+{{- end }}
+{{- end }}
