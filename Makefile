@@ -67,6 +67,35 @@ test: fmt-check clippy filter noop tools ## everything CI checks: fmt, clippy, w
 	HELM=$(HELM) $(CARGO) test --locked --workspace
 	$(CARGO) bench --locked --workspace --no-run
 
+# --- Images and chart (Dockerfile.operator, Dockerfile.filter, charts/hrl-operator) ---
+DOCKER ?= docker
+OPERATOR_IMAGE ?= hrl-operator:dev
+FILTER_IMAGE ?= hrl-filter:dev
+
+.PHONY: images
+images: image-operator image-filter ## build both container images (needs Docker with BuildKit)
+
+.PHONY: image-operator
+image-operator: ## build the operator image $(OPERATOR_IMAGE) from Dockerfile.operator
+	$(DOCKER) build -f Dockerfile.operator -t $(OPERATOR_IMAGE) .
+
+.PHONY: image-filter
+image-filter: ## build the compat Wasm image $(FILTER_IMAGE) (FROM scratch, /plugin.wasm)
+	$(DOCKER) build --platform linux/amd64 --provenance=false -f Dockerfile.filter -t $(FILTER_IMAGE) .
+
+.PHONY: filter-sha256
+filter-sha256: ## print the sha256 of dist/plugin.wasm (the filter.sha256 value for an http(s) URL)
+	@test -f dist/plugin.wasm || { echo "dist/plugin.wasm is missing: run make filter" >&2; exit 1; }
+	@sha256sum dist/plugin.wasm | cut -d' ' -f1
+
+.PHONY: helm-check
+helm-check: tools ## helm lint + template of the chart, default values and every option on
+	$(HELM) lint charts/hrl-operator
+	$(HELM) lint charts/hrl-operator -f charts/hrl-operator/ci/all-features-values.yaml
+	$(HELM) template hrl charts/hrl-operator --namespace hrl-system >/dev/null
+	$(HELM) template hrl charts/hrl-operator --namespace hrl-system -f charts/hrl-operator/ci/all-features-values.yaml >/dev/null
+	HELM=$(HELM) $(CARGO) test --locked -p hrl-operator --test chart --test images
+
 .PHONY: clean
 clean:
 	rm -rf dist target/$(WASM_TARGET)
