@@ -1,0 +1,199 @@
+//! The contract between `hrl-operator` and the `hrl-filter` proxy-wasm module.
+//!
+//! [`PluginConfig`] is the JSON the operator writes into `WasmPlugin.spec.pluginConfig` and the
+//! filter reads once in `on_configure`. It is camelCase, rejects unknown fields (a typo must not
+//! silently drop a limit), and is checked by [`PluginConfig::validate`], whose errors name the
+//! field and the rule. This crate has no kube, tokio or proxy-wasm dependency and builds for
+//! native targets and for `wasm32-wasip1`.
+#![forbid(unsafe_code)]
+
+mod rules;
+
+use serde::{Deserialize, Serialize};
+
+pub use rules::{
+    MAX_BODY_BYTES, MAX_BURST, MAX_HEADER_VALUE_BYTES, MAX_HEADERS, MAX_MAX_KEYS, MAX_POLICY_BYTES,
+    MAX_TOKENS_PER_SECOND, MIN_MAX_KEYS, check_header_name, check_header_value, check_policy,
+};
+
+/// Keyed buckets tracked per policy per proxy when `maxKeys` is not set.
+pub const DEFAULT_MAX_KEYS: u32 = 10_000;
+/// Status code of a limited response when `statusCode` is not set.
+pub const DEFAULT_STATUS_CODE: u16 = 429;
+/// Body of a limited response when `body` is not set.
+pub const DEFAULT_BODY: &str = "rate limited\n";
+
+/// The whole filter configuration for one HeaderRateLimit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The owning HeaderRateLimit as `namespace/name`; scopes shared data, metrics and logs.
+    pub policy: String,
+    /// Headers set (replacing any existing value) on every response.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers: Vec<Header>,
+    /// Header names removed from every response.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_response_headers: Vec<String>,
+    /// The token bucket; absent means headers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// One response header: a lowercase name and its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    /// Lowercase RFC 9110 field name.
+    pub name: String,
+    /// Field value, without control characters.
+    pub value: String,
+}
+
+impl Header {
+    /// A header from anything string-like.
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// A token bucket: `burst` tokens of capacity, refilled continuously at `tokensPerSecond`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimit {
+    /// Refill rate in tokens per second (at least 1).
+    pub tokens_per_second: u32,
+    /// Bucket capacity: the largest burst admitted at once (at least 1).
+    pub burst: u32,
+    /// What separates one bucket from another.
+    #[serde(default)]
+    pub key: Key,
+    /// Keyed buckets kept per proxy; further keys share one overflow bucket.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: u32,
+    /// Status code of a limited response (400..=599).
+    #[serde(default = "default_status_code")]
+    pub status_code: u16,
+    /// Body of a limited response.
+    #[serde(default = "default_body")]
+    pub body: String,
+    /// Extra headers on limited responses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<Header>,
+    /// Which rate-limit headers every response carries.
+    #[serde(default)]
+    pub rate_limit_headers: RateLimitHeaders,
+    /// `false` is a dry run: count and send headers, never reject.
+    #[serde(default = "default_enforce")]
+    pub enforce: bool,
+}
+
+impl RateLimit {
+    /// A bucket with the given rate and burst and every other field at its default.
+    pub fn new(tokens_per_second: u32, burst: u32) -> Self {
+        Self {
+            tokens_per_second,
+            burst,
+            key: Key::None,
+            max_keys: DEFAULT_MAX_KEYS,
+            status_code: DEFAULT_STATUS_CODE,
+            body: DEFAULT_BODY.to_owned(),
+            headers: Vec::new(),
+            rate_limit_headers: RateLimitHeaders::Ietf,
+            enforce: true,
+        }
+    }
+}
+
+/// How requests are split into buckets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Key {
+    /// One bucket per proxy for the policy.
+    #[default]
+    None,
+    /// One bucket per value of this request header; requests without it share one bucket.
+    Header(String),
+    /// One bucket per downstream IP address (`source.address`, port stripped).
+    ClientAddress,
+}
+
+/// The rate-limit response header format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RateLimitHeaders {
+    /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10).
+    #[default]
+    Ietf,
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`, as Envoy emits them.
+    Draft03,
+    /// No rate-limit headers.
+    None,
+}
+
+fn default_max_keys() -> u32 {
+    DEFAULT_MAX_KEYS
+}
+fn default_status_code() -> u16 {
+    DEFAULT_STATUS_CODE
+}
+fn default_body() -> String {
+    DEFAULT_BODY.to_owned()
+}
+fn default_enforce() -> bool {
+    true
+}
+
+/// A rule a configuration breaks: the field (JSON path) and the rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {rule}")]
+pub struct Invalid {
+    /// Path of the offending field, e.g. `rateLimit.headers[1].name`.
+    pub field: String,
+    /// The rule, e.g. `must be at least 1`.
+    pub rule: String,
+}
+
+impl Invalid {
+    /// A violation of `rule` by `field`.
+    pub fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+/// Why a pluginConfig could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not JSON of the expected shape (serde names the field and position).
+    #[error("pluginConfig is not valid: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Well-formed, but a field breaks a rule.
+    #[error("pluginConfig is not valid: {0}")]
+    Invalid(#[from] Invalid),
+}
+
+impl PluginConfig {
+    /// Parses and validates the JSON the proxy hands the filter.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let config: Self = serde_json::from_slice(bytes)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Validates, then renders the JSON the operator writes into `pluginConfig`.
+    pub fn to_json(&self) -> Result<String, ConfigError> {
+        self.validate()?;
+        Ok(serde_json::to_string(self)?)
+    }
+
+    /// Checks every rule; the first violation names its field and rule.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        rules::validate(self)
+    }
+}
