@@ -64,8 +64,8 @@ clippy: wasm-target ## clippy for native and for wasm32-wasip1, warnings are err
 
 .PHONY: test
 test: fmt-check clippy filter noop tools ## everything CI checks: fmt, clippy, wasm build + size, all tests, chart checks
-	HELM=$(HELM) $(CARGO) test --locked --workspace
-	$(CARGO) bench --locked --workspace --no-run
+	@# --all-targets also builds the benchmarks and runs each once in test mode (cheap, dev profile).
+	HELM=$(HELM) $(CARGO) test --locked --workspace --all-targets
 
 # --- Images and chart (Dockerfile.operator, Dockerfile.filter, charts/hrl-operator) ---
 DOCKER ?= docker
