@@ -1,0 +1,426 @@
+//! Static checks of Dockerfile.operator and Dockerfile.filter (there is no Docker engine in CI):
+//! what they COPY exists in the repository or is produced by their own build step, every
+//! workspace member reaches the builder, the runtime images are minimal and non-root, and the
+//! filter is built exactly like `make filter`.
+
+use std::error::Error;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn read(relative: &str) -> Result<String, Box<dyn Error>> {
+    let path = workspace().join(relative);
+    fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()).into())
+}
+
+/// One Dockerfile instruction: keyword (upper case) and its raw arguments.
+#[derive(Debug, Clone)]
+struct Instruction {
+    keyword: String,
+    args: String,
+}
+
+impl Instruction {
+    /// Whitespace-separated words, with `--flag=value` options split off.
+    fn flags_and_words(&self) -> (Vec<&str>, Vec<&str>) {
+        self.args
+            .split_whitespace()
+            .partition(|word| word.starts_with("--"))
+    }
+}
+
+/// A build stage: its FROM line and the instructions after it.
+#[derive(Debug)]
+struct Stage {
+    from: String,
+    name: Option<String>,
+    instructions: Vec<Instruction>,
+}
+
+impl Stage {
+    fn all(&self, keyword: &str) -> Vec<&Instruction> {
+        self.instructions
+            .iter()
+            .filter(|i| i.keyword == keyword)
+            .collect()
+    }
+}
+
+/// Parses a Dockerfile into stages: joins `\` continuations, drops comments and parser directives.
+fn parse_dockerfile(text: &str) -> Vec<Stage> {
+    let mut logical = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if current.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
+            continue;
+        }
+        if let Some(body) = trimmed.strip_suffix('\\') {
+            current.push_str(body);
+            current.push(' ');
+        } else {
+            current.push_str(trimmed);
+            logical.push(std::mem::take(&mut current));
+        }
+    }
+    let mut stages: Vec<Stage> = Vec::new();
+    for line in logical {
+        let (keyword, args) = line.split_once(char::is_whitespace).unwrap_or((&line, ""));
+        let instruction = Instruction {
+            keyword: keyword.to_uppercase(),
+            args: args.trim().to_string(),
+        };
+        if instruction.keyword == "FROM" {
+            let (_, words) = instruction.flags_and_words();
+            let name = match words.as_slice() {
+                [_, as_kw, name] if as_kw.eq_ignore_ascii_case("as") => Some(name.to_string()),
+                _ => None,
+            };
+            stages.push(Stage {
+                from: words.first().map(|w| w.to_string()).unwrap_or_default(),
+                name,
+                instructions: Vec::new(),
+            });
+        } else if let Some(stage) = stages.last_mut() {
+            stage.instructions.push(instruction);
+        }
+    }
+    stages
+}
+
+fn dockerfile(name: &str) -> Result<Vec<Stage>, Box<dyn Error>> {
+    let stages = parse_dockerfile(&read(name)?);
+    if stages.len() < 2 {
+        return Err(format!(
+            "{name}: expected a multi-stage build, found {} stage(s)",
+            stages.len()
+        )
+        .into());
+    }
+    Ok(stages)
+}
+
+/// `COPY` sources of the build context (instructions without `--from`), and their destination.
+fn context_copies(stage: &Stage) -> Vec<(Vec<String>, String)> {
+    stage
+        .all("COPY")
+        .into_iter()
+        .filter_map(|copy| {
+            let (flags, words) = copy.flags_and_words();
+            if flags.iter().any(|f| f.starts_with("--from")) {
+                return None;
+            }
+            let (dest, sources) = words.split_last()?;
+            Some((
+                sources.iter().map(|s| s.to_string()).collect(),
+                dest.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Workspace members from the root Cargo.toml (`members = [...]`).
+fn workspace_members() -> Result<Vec<String>, Box<dyn Error>> {
+    let manifest = read("Cargo.toml")?;
+    let start = manifest
+        .find("members")
+        .ok_or("root Cargo.toml has no members")?;
+    let open = start + manifest[start..].find('[').ok_or("members: no [")?;
+    let close = open + manifest[open..].find(']').ok_or("members: no ]")?;
+    Ok(manifest[open + 1..close]
+        .split(',')
+        .map(|m| m.trim().trim_matches('"').to_string())
+        .filter(|m| !m.is_empty())
+        .collect())
+}
+
+/// A `NAME := value` assignment in the Makefile.
+fn make_var(name: &str) -> Result<String, Box<dyn Error>> {
+    let makefile = read("Makefile")?;
+    makefile
+        .lines()
+        .find_map(|line| {
+            let (lhs, rhs) = line.split_once(":=")?;
+            (lhs.trim() == name).then(|| rhs.trim().to_string())
+        })
+        .ok_or_else(|| format!("Makefile does not define {name} :=").into())
+}
+
+fn dockerignore() -> Result<Vec<String>, Box<dyn Error>> {
+    Ok(read(".dockerignore")?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            l.trim_start_matches("**/")
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect())
+}
+
+const DOCKERFILES: [&str; 2] = ["Dockerfile.operator", "Dockerfile.filter"];
+
+#[test]
+fn dockerfiles_copy_only_paths_that_exist_in_the_repository_and_are_not_docker_ignored()
+-> TestResult {
+    let ignored = dockerignore()?;
+    for name in DOCKERFILES {
+        for stage in dockerfile(name)? {
+            for (sources, _) in context_copies(&stage) {
+                for source in sources {
+                    let path = workspace().join(&source);
+                    assert!(
+                        path.exists(),
+                        "{name}: COPY {source}: {} does not exist",
+                        path.display()
+                    );
+                    let first = source
+                        .trim_end_matches('/')
+                        .split('/')
+                        .next()
+                        .unwrap_or_default();
+                    assert!(
+                        !ignored
+                            .iter()
+                            .any(|pattern| pattern == first || pattern == &source),
+                        "{name}: COPY {source} is excluded by .dockerignore"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn dockerfiles_copy_every_workspace_member_into_the_builder() -> TestResult {
+    let members = workspace_members()?;
+    assert!(!members.is_empty());
+    for name in DOCKERFILES {
+        let stages = dockerfile(name)?;
+        let copied: Vec<String> = context_copies(&stages[0])
+            .into_iter()
+            .flat_map(|(sources, _)| sources)
+            .collect();
+        for file in ["Cargo.toml", "Cargo.lock"] {
+            assert!(
+                copied.iter().any(|c| c == file),
+                "{name}: the builder must COPY {file}"
+            );
+        }
+        for member in &members {
+            assert!(
+                copied.iter().any(|c| {
+                    let dir = c.trim_end_matches('/');
+                    member == dir || member.starts_with(&format!("{dir}/"))
+                }),
+                "{name}: workspace member {member} is not copied into the builder (cargo needs every member's manifest)"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn cargo_lock_is_in_the_repository_for_locked_builds() {
+    assert!(
+        workspace().join("Cargo.lock").is_file(),
+        "Cargo.lock is missing: `cargo build --locked` in the Dockerfiles needs it"
+    );
+}
+
+#[test]
+fn builders_use_a_rust_version_at_least_the_workspace_rust_version() -> TestResult {
+    let manifest = read("Cargo.toml")?;
+    let required = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rust-version"))
+        .and_then(|rest| rest.split('"').nth(1))
+        .ok_or("root Cargo.toml has no rust-version")?;
+    let parse = |v: &str| -> Vec<u32> { v.split('.').filter_map(|p| p.parse().ok()).collect() };
+    for name in DOCKERFILES {
+        let text = read(name)?;
+        let version = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("ARG RUST_VERSION="))
+            .ok_or_else(|| format!("{name}: no `ARG RUST_VERSION=`"))?;
+        assert!(
+            parse(version) >= parse(required),
+            "{name}: RUST_VERSION {version} is older than the workspace rust-version {required}"
+        );
+        let stages = dockerfile(name)?;
+        assert!(
+            stages[0].from.starts_with("rust:${RUST_VERSION}"),
+            "{name}: the builder should be FROM rust:${{RUST_VERSION}}-..., is {}",
+            stages[0].from
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn operator_builder_runs_a_locked_release_build_of_the_operator_binary() -> TestResult {
+    let stages = dockerfile("Dockerfile.operator")?;
+    let runs: Vec<&Instruction> = stages[0].all("RUN");
+    let build = runs
+        .iter()
+        .find(|r| r.args.contains("cargo build"))
+        .ok_or("Dockerfile.operator: no `cargo build` in the builder")?;
+    for part in ["--release", "--locked", "-p hrl-operator"] {
+        assert!(
+            build.args.contains(part),
+            "operator build lacks `{part}`: {}",
+            build.args
+        );
+    }
+    let manifest = read("operator/Cargo.toml")?;
+    assert!(
+        manifest.contains("name = \"hrl-operator\""),
+        "operator/Cargo.toml no longer names the binary hrl-operator"
+    );
+    assert!(
+        build
+            .args
+            .contains("target/release/hrl-operator /out/hrl-operator"),
+        "the builder must put target/release/hrl-operator at /out/hrl-operator: {}",
+        build.args
+    );
+    Ok(())
+}
+
+#[test]
+fn operator_image_holds_only_the_binary_and_runs_as_non_root() -> TestResult {
+    let stages = dockerfile("Dockerfile.operator")?;
+    let runtime = stages.last().ok_or("no stages")?;
+    assert!(
+        runtime.from.starts_with("gcr.io/distroless/") || runtime.from == "scratch",
+        "runtime base should be distroless or scratch, is {}",
+        runtime.from
+    );
+    for instruction in &runtime.instructions {
+        assert!(
+            ["COPY", "USER", "LABEL", "EXPOSE", "ENTRYPOINT", "CMD"]
+                .contains(&instruction.keyword.as_str()),
+            "unexpected {} in the operator's runtime stage",
+            instruction.keyword
+        );
+    }
+    let copies = runtime.all("COPY");
+    assert_eq!(copies.len(), 1, "the runtime stage copies exactly one file");
+    let builder = stages[0]
+        .name
+        .clone()
+        .ok_or("the builder stage has no name")?;
+    assert_eq!(
+        copies[0].args,
+        format!("--from={builder} /out/hrl-operator /hrl-operator")
+    );
+    let user = runtime.all("USER");
+    let user = user.last().ok_or("no USER in the runtime stage")?;
+    let uid: u32 = user
+        .args
+        .split(':')
+        .next()
+        .and_then(|u| u.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "USER {} is not numeric (kubelet can only verify runAsNonRoot for numeric users)",
+                user.args
+            )
+        })?;
+    assert_ne!(uid, 0, "the operator image must not run as root");
+    let entrypoint = runtime.all("ENTRYPOINT");
+    assert_eq!(
+        entrypoint.first().map(|e| e.args.as_str()),
+        Some(r#"["/hrl-operator"]"#)
+    );
+    Ok(())
+}
+
+#[test]
+fn filter_image_is_from_scratch_and_holds_only_plugin_wasm() -> TestResult {
+    let stages = dockerfile("Dockerfile.filter")?;
+    let runtime = stages.last().ok_or("no stages")?;
+    assert_eq!(
+        runtime.from, "scratch",
+        "the compat Wasm image must be FROM scratch"
+    );
+    for instruction in &runtime.instructions {
+        assert!(
+            ["COPY", "LABEL"].contains(&instruction.keyword.as_str()),
+            "{} in the filter image's stage would add a layer or config beyond /plugin.wasm",
+            instruction.keyword
+        );
+    }
+    let copies = runtime.all("COPY");
+    assert_eq!(
+        copies.len(),
+        1,
+        "Istio requires exactly one layer in a compat Wasm image"
+    );
+    let builder = stages[0]
+        .name
+        .clone()
+        .ok_or("the builder stage has no name")?;
+    assert_eq!(
+        copies[0].args,
+        format!("--from={builder} /out/plugin.wasm /plugin.wasm")
+    );
+    Ok(())
+}
+
+#[test]
+fn filter_builder_uses_the_same_target_profile_and_size_budget_as_make_filter() -> TestResult {
+    let target = make_var("WASM_TARGET")?;
+    let profile = make_var("WASM_PROFILE")?;
+    let budget = make_var("FILTER_MAX_BYTES")?;
+    let stages = dockerfile("Dockerfile.filter")?;
+    let runs = stages[0].all("RUN");
+    assert!(
+        runs.iter()
+            .any(|r| r.args.contains(&format!("rustup target add {target}"))),
+        "the builder must install the {target} target"
+    );
+    let build = runs
+        .iter()
+        .find(|r| r.args.contains("cargo build"))
+        .ok_or("Dockerfile.filter: no `cargo build`")?;
+    for part in [
+        "--locked".to_string(),
+        "-p hrl-filter".to_string(),
+        format!("--target {target}"),
+        format!("--profile {profile}"),
+        format!("target/{target}/{profile}/hrl_filter.wasm /out/plugin.wasm"),
+        format!("-le {budget}"),
+    ] {
+        assert!(
+            build.args.contains(&part),
+            "filter build lacks `{part}`: {}",
+            build.args
+        );
+    }
+    let makefile = read("Makefile")?;
+    assert!(
+        makefile.contains("-p hrl-filter --target $(WASM_TARGET) --profile $(WASM_PROFILE)"),
+        "`make filter` changed: update Dockerfile.filter and this test together"
+    );
+    Ok(())
+}
+
+#[test]
+fn dockerfile_parser_joins_continuations_and_splits_stages() {
+    let stages = parse_dockerfile(
+        "# syntax=docker/dockerfile:1\nFROM rust:1 AS build\nRUN a \\\n && b\n\nFROM scratch\nCOPY --from=build /x /y\n",
+    );
+    assert_eq!(stages.len(), 2);
+    assert_eq!(stages[0].name.as_deref(), Some("build"));
+    assert_eq!(stages[0].all("RUN")[0].args, "a  && b");
+    assert_eq!(stages[1].from, "scratch");
+    assert!(context_copies(&stages[1]).is_empty());
+}
