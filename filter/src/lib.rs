@@ -1,1 +1,145 @@
-//! hrl-filter (work in progress)
+//! hrl-filter: a proxy-wasm HTTP filter that sets response headers and enforces a token-bucket
+//! rate limit shared by all worker threads, driven only by `pluginConfig`.
+//!
+//! Pure core (`limiter`, `key`, `shared`, `headers`, `policy`, `decision`) with time and host
+//! data passed in; `host` is the thin adapter; this file wires the proxy-wasm contexts.
+
+pub mod decision;
+pub mod headers;
+pub mod host;
+pub mod key;
+pub mod limiter;
+pub mod policy;
+pub mod shared;
+
+use std::rc::Rc;
+
+use hrl_plugin_config::PluginConfig;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+
+use crate::decision::{Decision, Verdict, counters, decide, local_reply_headers, response_headers};
+use crate::host::{HostStore, Metrics};
+use crate::key::{BucketKey, KeySource};
+use crate::policy::{Counter, Policy};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(FilterRoot::default()) });
+}}
+
+/// A compiled policy and its counters, shared by the root and its HTTP contexts.
+#[derive(Debug)]
+struct Configured {
+    policy: Policy,
+    metrics: Metrics,
+}
+
+/// One per plugin configuration per worker VM.
+#[derive(Debug, Default)]
+struct FilterRoot {
+    configured: Option<Rc<Configured>>,
+}
+
+impl Context for FilterRoot {}
+
+impl RootContext for FilterRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        match PluginConfig::from_json(&host::plugin_configuration()) {
+            Ok(config) => {
+                let policy = Policy::compile(&config);
+                let metrics = Metrics::define(&policy.metric_names);
+                self.configured = Some(Rc::new(Configured { policy, metrics }));
+                true
+            }
+            Err(error) => {
+                host::log(
+                    LogLevel::Error,
+                    &["hrl-filter: ", &error.to_string()].concat(),
+                );
+                self.configured = None;
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(FilterHttp {
+            configured: self.configured.clone(),
+            decision: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One per HTTP stream.
+#[derive(Debug)]
+struct FilterHttp {
+    configured: Option<Rc<Configured>>,
+    decision: Option<Decision>,
+}
+
+impl Context for FilterHttp {}
+
+impl HttpContext for FilterHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(configured) = self.configured.clone() else {
+            return Action::Continue;
+        };
+        let (policy, metrics) = (&configured.policy, &configured.metrics);
+        metrics.bump(Counter::Requests);
+        let Some(limit) = &policy.limit else {
+            counters(None).into_iter().for_each(|c| metrics.bump(c));
+            return Action::Continue;
+        };
+        let key = match &limit.key {
+            KeySource::None => BucketKey::Single,
+            KeySource::Header(name) => {
+                BucketKey::from_header(host::request_header(name).as_deref())
+            }
+            KeySource::ClientAddress => BucketKey::from_address(host::source_address().as_deref()),
+        };
+        let now = host::now_ns();
+        let outcome = shared::take(
+            &mut HostStore,
+            &limit.keys,
+            &limit.rate,
+            limit.max_keys,
+            &key,
+            now,
+        );
+        let decision = decide(limit, &outcome);
+        counters(Some(&decision))
+            .into_iter()
+            .for_each(|c| metrics.bump(c));
+        self.decision = Some(decision);
+        if decision.verdict != Verdict::Limited {
+            return Action::Continue;
+        }
+        let headers = local_reply_headers(policy, &decision);
+        if host::send_local_reply(limit.status_code, &headers, &limit.body) {
+            return Action::Pause;
+        }
+        // The host refused the local reply: let the request through rather than stall it.
+        self.decision = Some(Decision {
+            verdict: Verdict::Allowed,
+            ..decision
+        });
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(configured) = &self.configured else {
+            return Action::Continue;
+        };
+        for name in &configured.policy.remove_headers {
+            host::remove_response_header(name);
+        }
+        for (name, value) in response_headers(&configured.policy, self.decision.as_ref()) {
+            host::set_response_header(name, &value);
+        }
+        Action::Continue
+    }
+}

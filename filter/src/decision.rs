@@ -1,0 +1,122 @@
+//! From a bucket outcome to what the filter does: the verdict, the counters to bump and the
+//! headers to set. Pure.
+
+use std::borrow::Cow;
+
+use crate::headers::{RETRY_AFTER, retry_after};
+use crate::limiter::Bucket;
+use crate::policy::{Counter, Limit, Policy};
+use crate::shared::Outcome;
+
+/// What happens to the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Continue upstream.
+    Allowed,
+    /// Answer with the local reply.
+    Limited,
+    /// Would be limited, but the policy is a dry run: continue upstream.
+    DryRunLimited,
+}
+
+/// A rate-limited request's decision, kept by the HTTP context until its response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// What happens to the request.
+    pub verdict: Verdict,
+    /// The bucket after this request (for `r` and `t`).
+    pub bucket: Bucket,
+    /// The shared-data update gave up; the request was allowed.
+    pub exhausted: bool,
+    /// The request used the overflow bucket.
+    pub overflow: bool,
+}
+
+/// A header to set: a name and a value, borrowed from the policy where possible.
+pub type HeaderPair<'a> = (&'a str, Cow<'a, str>);
+
+/// Turn the bucket outcome into a decision under the policy's `enforce`.
+pub fn decide(limit: &Limit, outcome: &Outcome) -> Decision {
+    let verdict = match (outcome.allowed, limit.enforce) {
+        (true, _) => Verdict::Allowed,
+        (false, true) => Verdict::Limited,
+        (false, false) => Verdict::DryRunLimited,
+    };
+    Decision {
+        verdict,
+        bucket: outcome.bucket,
+        exhausted: outcome.exhausted,
+        overflow: outcome.overflow,
+    }
+}
+
+/// The counters a request bumps besides `requests` (headers-only requests: `allowed`).
+pub fn counters(decision: Option<&Decision>) -> Vec<Counter> {
+    let Some(decision) = decision else {
+        return vec![Counter::Allowed];
+    };
+    let mut out = vec![match decision.verdict {
+        Verdict::Allowed => Counter::Allowed,
+        Verdict::Limited => Counter::Limited,
+        Verdict::DryRunLimited => Counter::DryRunLimited,
+    }];
+    if decision.exhausted {
+        out.push(Counter::CasExhausted);
+    }
+    if decision.overflow {
+        out.push(Counter::Overflow);
+    }
+    out
+}
+
+/// Headers to SET on a response, in order: `responseHeaders`, the rate-limit headers, and for
+/// the local reply the limited response's `headers` and `retry-after`. Later entries win.
+pub fn response_headers<'a>(
+    policy: &'a Policy,
+    decision: Option<&Decision>,
+) -> Vec<HeaderPair<'a>> {
+    let mut out: Vec<HeaderPair<'a>> = policy
+        .response_headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), Cow::Borrowed(v.as_str())))
+        .collect();
+    let (Some(limit), Some(decision)) = (&policy.limit, decision) else {
+        return out;
+    };
+    out.extend(
+        limit
+            .style
+            .render(&limit.rate, &decision.bucket)
+            .into_iter()
+            .map(|(n, v)| (n, Cow::Owned(v))),
+    );
+    if decision.verdict == Verdict::Limited {
+        out.extend(
+            limit
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), Cow::Borrowed(v.as_str()))),
+        );
+        out.push((
+            RETRY_AFTER,
+            Cow::Owned(retry_after(&limit.rate, &decision.bucket)),
+        ));
+    }
+    out
+}
+
+/// The local reply's headers: `response_headers` with one entry per name (the last wins), as
+/// `send_http_response` adds rather than replaces.
+pub fn local_reply_headers<'a>(policy: &'a Policy, decision: &Decision) -> Vec<HeaderPair<'a>> {
+    let all = response_headers(policy, Some(decision));
+    let mut out: Vec<HeaderPair<'a>> = Vec::with_capacity(all.len());
+    for (name, value) in all {
+        out.retain(|(seen, _)| !seen.eq_ignore_ascii_case(name));
+        out.push((name, value));
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "decision_tests.rs"]
+mod tests;

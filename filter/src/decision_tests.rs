@@ -1,0 +1,175 @@
+use hrl_plugin_config::{Header, PluginConfig, RateLimit, RateLimitHeaders};
+
+use super::*;
+use crate::limiter::Rate;
+
+fn policy(rate_limit: Option<RateLimit>) -> Policy {
+    Policy::compile(&PluginConfig {
+        policy: "default/httpbin".into(),
+        response_headers: vec![
+            Header::new("who-am-i", "wasm"),
+            Header::new("powered-by", "x"),
+        ],
+        remove_response_headers: vec![],
+        rate_limit,
+    })
+}
+
+fn limited(rate_limit: RateLimit) -> RateLimit {
+    RateLimit {
+        headers: vec![Header::new("powered-by", "hrl-filter")],
+        ..rate_limit
+    }
+}
+
+/// Decision for the n-th request (1-based) at one instant on a fresh bucket.
+fn nth(policy: &Policy, n: u32) -> Decision {
+    let limit = policy.limit.as_ref().unwrap();
+    let mut bucket = Bucket::full(&limit.rate, 0);
+    let mut take = bucket.take(&limit.rate, 0);
+    for _ in 1..n {
+        bucket = take.bucket;
+        take = bucket.take(&limit.rate, 0);
+    }
+    decide(
+        limit,
+        &Outcome {
+            allowed: take.allowed,
+            bucket: take.bucket,
+            exhausted: false,
+            overflow: false,
+        },
+    )
+}
+
+fn owned(headers: Vec<HeaderPair<'_>>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.into_owned()))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn allowed_response_gets_configured_and_ietf_headers() {
+    let policy = policy(Some(RateLimit::new(2, 2)));
+    let decision = nth(&policy, 1);
+    assert_eq!(decision.verdict, Verdict::Allowed);
+    assert_eq!(
+        owned(response_headers(&policy, Some(&decision))),
+        pairs(&[
+            ("who-am-i", "wasm"),
+            ("powered-by", "x"),
+            ("ratelimit-policy", r#""httpbin";q=2;w=1"#),
+            ("ratelimit", r#""httpbin";r=1;t=1"#),
+        ])
+    );
+}
+
+#[test]
+fn limited_local_reply_has_each_header_once_with_retry_after() {
+    let policy = policy(Some(limited(RateLimit::new(2, 2))));
+    let decision = nth(&policy, 3);
+    assert_eq!(decision.verdict, Verdict::Limited);
+    assert_eq!(
+        owned(local_reply_headers(&policy, &decision)),
+        pairs(&[
+            ("who-am-i", "wasm"),
+            ("ratelimit-policy", r#""httpbin";q=2;w=1"#),
+            ("ratelimit", r#""httpbin";r=0;t=1"#),
+            ("powered-by", "hrl-filter"),
+            ("retry-after", "1"),
+        ])
+    );
+}
+
+#[test]
+fn draft03_values_for_allowed_and_limited_requests() {
+    let rl = RateLimit {
+        rate_limit_headers: RateLimitHeaders::Draft03,
+        ..RateLimit::new(1, 3)
+    };
+    let policy = policy(Some(rl));
+    let allowed = owned(response_headers(&policy, Some(&nth(&policy, 1))));
+    assert_eq!(
+        allowed[2..],
+        pairs(&[
+            ("x-ratelimit-limit", "3"),
+            ("x-ratelimit-remaining", "2"),
+            ("x-ratelimit-reset", "1"),
+        ])[..]
+    );
+    let limited = owned(response_headers(&policy, Some(&nth(&policy, 4))));
+    assert_eq!(
+        limited[2..],
+        pairs(&[
+            ("x-ratelimit-limit", "3"),
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "1"),
+            ("retry-after", "1"),
+        ])[..]
+    );
+}
+
+#[test]
+fn dry_run_lets_the_request_through_with_limited_values_and_no_retry_after() {
+    let rl = RateLimit {
+        enforce: false,
+        ..RateLimit::new(1, 1)
+    };
+    let policy = policy(Some(rl));
+    let decision = nth(&policy, 2);
+    assert_eq!(decision.verdict, Verdict::DryRunLimited);
+    assert_eq!(counters(Some(&decision)), vec![Counter::DryRunLimited]);
+    let headers = owned(response_headers(&policy, Some(&decision)));
+    assert!(headers.contains(&("ratelimit".into(), r#""httpbin";r=0;t=1"#.into())));
+    assert!(!headers.iter().any(|(n, _)| n == "retry-after"));
+}
+
+#[test]
+fn headers_only_policy_sets_only_configured_headers_and_counts_allowed() {
+    let policy = policy(None);
+    assert_eq!(
+        owned(response_headers(&policy, None)),
+        pairs(&[("who-am-i", "wasm"), ("powered-by", "x")])
+    );
+    assert_eq!(counters(None), vec![Counter::Allowed]);
+}
+
+#[test]
+fn counters_record_limited_exhausted_and_overflow() {
+    let policy = policy(Some(RateLimit::new(1, 1)));
+    assert_eq!(counters(Some(&nth(&policy, 2))), vec![Counter::Limited]);
+    let odd = Decision {
+        exhausted: true,
+        overflow: true,
+        ..nth(&policy, 1)
+    };
+    assert_eq!(
+        counters(Some(&odd)),
+        vec![Counter::Allowed, Counter::CasExhausted, Counter::Overflow]
+    );
+}
+
+#[test]
+fn retry_after_is_never_below_t() {
+    for (tps, burst) in [(1, 1), (1, 10), (3, 7), (1000, 1), (u32::MAX, 1)] {
+        let policy = policy(Some(RateLimit::new(tps, burst)));
+        let limit = policy.limit.as_ref().unwrap();
+        let decision = nth(&policy, burst + 1);
+        assert_eq!(decision.verdict, Verdict::Limited);
+        let t = decision.bucket.reset_seconds(&Rate::new(tps, burst));
+        let retry: u64 = crate::headers::retry_after(&limit.rate, &decision.bucket)
+            .parse()
+            .unwrap();
+        assert!(
+            retry >= 1 && retry >= t,
+            "tps {tps} burst {burst}: {retry} < {t}"
+        );
+    }
+}

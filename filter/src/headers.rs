@@ -1,0 +1,228 @@
+//! Rate-limit response headers. Pure: the fixed parts are rendered once per configuration, the
+//! per-request parts (`r`, `t`) from the bucket after the take.
+
+use crate::limiter::{Bucket, Rate};
+
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-10).
+pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
+/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10).
+pub const RATELIMIT: &str = "ratelimit";
+/// Draft 03 / Envoy local rate limit names.
+pub const X_RATELIMIT_LIMIT: &str = "x-ratelimit-limit";
+/// Draft 03 remaining.
+pub const X_RATELIMIT_REMAINING: &str = "x-ratelimit-remaining";
+/// Draft 03 reset.
+pub const X_RATELIMIT_RESET: &str = "x-ratelimit-reset";
+/// On limited responses.
+pub const RETRY_AFTER: &str = "retry-after";
+
+/// Which rate-limit headers a policy sends, with their fixed parts pre-rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderStyle {
+    /// `RateLimit-Policy: "name";q=..;w=..` and `RateLimit: "name";r=..;t=..`.
+    Ietf {
+        /// The whole `ratelimit-policy` value.
+        policy: String,
+        /// The sf-string item `"name"` that starts the `ratelimit` value.
+        item: String,
+    },
+    /// `X-RateLimit-Limit/-Remaining/-Reset`.
+    Draft03 {
+        /// The `x-ratelimit-limit` value.
+        limit: String,
+    },
+    /// No rate-limit headers.
+    None,
+}
+
+/// Which family of headers to render (mirrors `hrl_plugin_config::RateLimitHeaders`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// IETF draft 10 structured fields.
+    Ietf,
+    /// Draft 03 / Envoy `X-RateLimit-*`.
+    Draft03,
+    /// Nothing.
+    None,
+}
+
+impl HeaderStyle {
+    /// Render the fixed parts for a policy named `name` with this rate.
+    pub fn compile(family: Family, name: &str, rate: &Rate) -> HeaderStyle {
+        match family {
+            Family::Ietf => {
+                let item = sf_string(name);
+                let mut policy = item.clone();
+                policy.push_str(";q=");
+                policy.push_str(&rate.burst().to_string());
+                policy.push_str(";w=");
+                policy.push_str(&rate.window_seconds().to_string());
+                HeaderStyle::Ietf { policy, item }
+            }
+            Family::Draft03 => HeaderStyle::Draft03 {
+                limit: rate.burst().to_string(),
+            },
+            Family::None => HeaderStyle::None,
+        }
+    }
+
+    /// The headers for a response whose request left `bucket` behind.
+    pub fn render(&self, rate: &Rate, bucket: &Bucket) -> Vec<(&'static str, String)> {
+        let remaining = bucket.remaining().to_string();
+        let reset = bucket.reset_seconds(rate).to_string();
+        match self {
+            HeaderStyle::Ietf { policy, item } => {
+                let mut value = String::with_capacity(item.len().saturating_add(24));
+                value.push_str(item);
+                value.push_str(";r=");
+                value.push_str(&remaining);
+                value.push_str(";t=");
+                value.push_str(&reset);
+                vec![(RATELIMIT_POLICY, policy.clone()), (RATELIMIT, value)]
+            }
+            HeaderStyle::Draft03 { limit } => vec![
+                (X_RATELIMIT_LIMIT, limit.clone()),
+                (X_RATELIMIT_REMAINING, remaining),
+                (X_RATELIMIT_RESET, reset),
+            ],
+            HeaderStyle::None => Vec::new(),
+        }
+    }
+}
+
+/// `Retry-After` for a limited request: whole seconds until a token, at least 1 (and >= `t`).
+pub fn retry_after(rate: &Rate, bucket: &Bucket) -> String {
+    bucket.reset_seconds(rate).max(1).to_string()
+}
+
+/// The policy identifier clients see: the HeaderRateLimit name, not its namespace.
+pub fn policy_name(policy: &str) -> &str {
+    policy.rsplit('/').next().unwrap_or(policy)
+}
+
+/// An RFC 8941 sf-string: printable ASCII with `\` and `"` escaped; anything else becomes `_`.
+fn sf_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().saturating_add(2));
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push('_'),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limiter::NANOS_PER_TOKEN;
+
+    fn after(rate: &Rate, takes: u32) -> Bucket {
+        let mut bucket = Bucket::full(rate, 0);
+        for _ in 0..takes {
+            bucket = bucket.take(rate, 0).bucket;
+        }
+        bucket
+    }
+
+    #[test]
+    fn ietf_headers_for_an_allowed_request() {
+        let rate = Rate::new(2, 2);
+        let style = HeaderStyle::compile(Family::Ietf, "httpbin", &rate);
+        assert_eq!(
+            style.render(&rate, &after(&rate, 1)),
+            vec![
+                ("ratelimit-policy", r#""httpbin";q=2;w=1"#.to_string()),
+                ("ratelimit", r#""httpbin";r=1;t=1"#.to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn ietf_headers_for_a_limited_request_agree_with_retry_after() {
+        let rate = Rate::new(1, 10);
+        let style = HeaderStyle::compile(Family::Ietf, "slow", &rate);
+        let empty = after(&rate, 10);
+        assert!(!empty.take(&rate, 0).allowed);
+        assert_eq!(
+            style.render(&rate, &empty),
+            vec![
+                ("ratelimit-policy", r#""slow";q=10;w=10"#.to_string()),
+                ("ratelimit", r#""slow";r=0;t=1"#.to_string()),
+            ]
+        );
+        assert_eq!(retry_after(&rate, &empty), "1");
+    }
+
+    #[test]
+    fn draft03_headers_for_allowed_and_limited_requests() {
+        let rate = Rate::new(5, 3);
+        let style = HeaderStyle::compile(Family::Draft03, "x", &rate);
+        assert_eq!(
+            style.render(&rate, &after(&rate, 1)),
+            vec![
+                ("x-ratelimit-limit", "3".to_string()),
+                ("x-ratelimit-remaining", "2".to_string()),
+                ("x-ratelimit-reset", "1".to_string()),
+            ]
+        );
+        let empty = after(&rate, 3);
+        assert_eq!(
+            style.render(&rate, &empty),
+            vec![
+                ("x-ratelimit-limit", "3".to_string()),
+                ("x-ratelimit-remaining", "0".to_string()),
+                ("x-ratelimit-reset", "1".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn reset_is_zero_when_the_bucket_is_full() {
+        let rate = Rate::new(1, 1);
+        let style = HeaderStyle::compile(Family::Draft03, "x", &rate);
+        let full = Bucket::full(&rate, 0);
+        assert_eq!(
+            style.render(&rate, &full)[2],
+            ("x-ratelimit-reset", "0".to_string())
+        );
+    }
+
+    #[test]
+    fn retry_after_is_at_least_one_second_and_rounds_up() {
+        let rate = Rate::new(1, 5);
+        let nearly = Bucket {
+            tokens: NANOS_PER_TOKEN - 1,
+            updated_ns: 0,
+        };
+        assert_eq!(retry_after(&rate, &nearly), "1");
+        let slow = Rate::new(1, 1);
+        let tenth = Bucket {
+            tokens: NANOS_PER_TOKEN / 10,
+            updated_ns: 0,
+        };
+        assert_eq!(retry_after(&slow, &tenth), "1");
+        assert_eq!(retry_after(&slow, &Bucket::full(&slow, 0)), "1");
+    }
+
+    #[test]
+    fn none_renders_no_headers() {
+        let rate = Rate::new(1, 1);
+        let style = HeaderStyle::compile(Family::None, "x", &rate);
+        assert!(style.render(&rate, &after(&rate, 1)).is_empty());
+    }
+
+    #[test]
+    fn policy_name_drops_the_namespace_and_is_escaped_as_an_sf_string() {
+        assert_eq!(policy_name("default/httpbin"), "httpbin");
+        assert_eq!(policy_name("plain"), "plain");
+        assert_eq!(sf_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(sf_string("é\n"), r#""__""#);
+    }
+}

@@ -1,0 +1,108 @@
+//! The only module that talks to the host. Every call goes through `proxy_wasm::hostcalls` and
+//! every `Err(Status)` is handled here (the SDK's `Context` helpers unwrap them instead).
+
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+
+use crate::decision::HeaderPair;
+use crate::policy::{COUNTERS, Counter};
+use crate::shared::{SharedStore, Written};
+
+/// Host time in nanoseconds since the epoch; 0 if the host cannot tell (the bucket maths
+/// treats that as a clock going backwards: nothing is minted).
+pub fn now_ns() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The plugin configuration bytes (`pluginConfig` as JSON), empty if there are none.
+pub fn plugin_configuration() -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// One log line; a host that refuses it is ignored.
+pub fn log(level: LogLevel, message: &str) {
+    let _ignored: Result<(), Status> = hostcalls::log(level, message);
+}
+
+/// A request header's value, if present.
+pub fn request_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+/// The downstream address (`source.address` property, e.g. `10.0.0.1:5000`), if known.
+pub fn source_address() -> Option<Vec<u8>> {
+    hostcalls::get_property(vec!["source", "address"])
+        .ok()
+        .flatten()
+}
+
+/// Remove a response header (absent is fine).
+pub fn remove_response_header(name: &str) {
+    let _ignored = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
+}
+
+/// Set (replace) a response header.
+pub fn set_response_header(name: &str, value: &str) {
+    let _ignored = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+}
+
+/// Send the local reply; false if the host refused (the caller then lets the request through).
+pub fn send_local_reply(status: u32, headers: &[HeaderPair<'_>], body: &str) -> bool {
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_ref())).collect();
+    hostcalls::send_http_response(status, headers, Some(body.as_bytes())).is_ok()
+}
+
+/// The policy's counters; a counter the host refused to define is skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    ids: [Option<u32>; COUNTERS],
+}
+
+impl Metrics {
+    /// Define every counter (the host returns the existing one for a known name).
+    pub fn define(names: &[String; COUNTERS]) -> Metrics {
+        Metrics {
+            ids: names
+                .each_ref()
+                .map(|name| hostcalls::define_metric(MetricType::Counter, name).ok()),
+        }
+    }
+
+    /// Add one to a counter.
+    pub fn bump(&self, counter: Counter) {
+        if let Some(Some(id)) = self.ids.get(counter as usize) {
+            let _ignored = hostcalls::increment_metric(*id, 1);
+        }
+    }
+}
+
+/// Proxy shared data through host calls.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), cas)) => Some((value, cas.unwrap_or(0))),
+            Ok((None, _)) | Err(_) => None,
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Written {
+        let cas = if cas == 0 { None } else { Some(cas) };
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Written::Stored,
+            Err(_) => Written::Conflict,
+        }
+    }
+}

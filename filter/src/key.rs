@@ -1,0 +1,195 @@
+//! Which bucket a request draws from. Pure: the adapter passes in the header value or the
+//! `source.address` property it read from the host.
+
+/// Key material longer than this is replaced by a fixed-size digest.
+pub const MAX_KEY_BYTES: usize = 64;
+/// Slots a key may probe from its home slot before it falls back to the overflow bucket.
+pub const PROBES: u32 = 4;
+
+/// What a policy keys its buckets on (compiled from `hrl_plugin_config::Key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// One bucket per policy per proxy.
+    None,
+    /// One bucket per value of this request header (lowercase name).
+    Header(String),
+    /// One bucket per downstream IP (`source.address`, port stripped).
+    ClientAddress,
+}
+
+/// The bucket a request draws from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BucketKey {
+    /// The policy's only bucket (`key: none`).
+    Single,
+    /// A keyed policy, but the request has no key: one shared bucket.
+    Missing,
+    /// A keyed bucket; the bytes identify its owner (bounded by `MAX_KEY_BYTES + 1`).
+    Keyed(Vec<u8>),
+}
+
+impl BucketKey {
+    /// The key for a `header` policy from the request header value, if present.
+    pub fn from_header(value: Option<&[u8]>) -> BucketKey {
+        match value {
+            Some(value) if !value.is_empty() => BucketKey::Keyed(material(b'h', value)),
+            _ => BucketKey::Missing,
+        }
+    }
+
+    /// The key for a `clientAddress` policy from the `source.address` property, if present.
+    pub fn from_address(address: Option<&[u8]>) -> BucketKey {
+        let host = address.map(strip_port).unwrap_or_default();
+        if host.is_empty() {
+            BucketKey::Missing
+        } else {
+            BucketKey::Keyed(material(b'a', host))
+        }
+    }
+}
+
+/// The host part of an address: `10.0.0.1:80` -> `10.0.0.1`, `[::1]:80` -> `::1`,
+/// `::1` -> `::1` (bare IPv6 has no port), anything else unchanged.
+pub fn strip_port(address: &[u8]) -> &[u8] {
+    if let Some(rest) = address.strip_prefix(b"[") {
+        return match rest.iter().position(|&b| b == b']') {
+            Some(end) => rest.get(..end).unwrap_or(rest),
+            None => rest,
+        };
+    }
+    let mut colons = address.iter().enumerate().filter(|(_, b)| **b == b':');
+    match (colons.next(), colons.next()) {
+        (Some((at, _)), None) => address.get(..at).unwrap_or(address),
+        _ => address,
+    }
+}
+
+/// `tag` + raw bytes, or `tag` `#` length and FNV-1a digest when the raw key is long.
+fn material(tag: u8, raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAX_KEY_BYTES.saturating_add(1));
+    out.push(tag);
+    if raw.len() <= MAX_KEY_BYTES {
+        out.extend_from_slice(raw);
+    } else {
+        out.push(b'#');
+        out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
+        out.extend_from_slice(&fnv1a64(raw).to_le_bytes());
+    }
+    out
+}
+
+/// 64-bit FNV-1a: cheap, stable across VMs and versions (slot placement depends on it).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The slots a key may use, home slot first: `home .. home + PROBES` modulo `max_keys`,
+/// without repeats when `max_keys < PROBES`.
+pub fn probe_slots(key: &[u8], max_keys: u32) -> impl Iterator<Item = u32> {
+    let max_keys = max_keys.max(1);
+    let home = fnv1a64(key) % u64::from(max_keys);
+    (0..PROBES.min(max_keys)).map(move |i| {
+        let slot = home.saturating_add(u64::from(i)) % u64::from(max_keys);
+        u32::try_from(slot).unwrap_or(0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_address_port_is_stripped() {
+        assert_eq!(strip_port(b"10.1.2.3:54321"), b"10.1.2.3");
+        assert_eq!(strip_port(b"10.1.2.3"), b"10.1.2.3");
+    }
+
+    #[test]
+    fn bracketed_ipv6_address_port_is_stripped() {
+        assert_eq!(strip_port(b"[::1]:8080"), b"::1");
+        assert_eq!(strip_port(b"[2001:db8::7]:443"), b"2001:db8::7");
+        assert_eq!(strip_port(b"[2001:db8::7]"), b"2001:db8::7");
+        assert_eq!(strip_port(b"[broken"), b"broken");
+    }
+
+    #[test]
+    fn bare_ipv6_address_is_kept_whole() {
+        assert_eq!(strip_port(b"2001:db8::7"), b"2001:db8::7");
+        assert_eq!(strip_port(b"::1"), b"::1");
+    }
+
+    #[test]
+    fn same_ip_with_different_ports_shares_a_bucket() {
+        assert_eq!(
+            BucketKey::from_address(Some(b"10.0.0.9:1000")),
+            BucketKey::from_address(Some(b"10.0.0.9:2000"))
+        );
+        assert_eq!(
+            BucketKey::from_address(Some(b"[::1]:1")),
+            BucketKey::Keyed(b"a::1".to_vec())
+        );
+    }
+
+    #[test]
+    fn missing_address_or_header_uses_the_missing_bucket() {
+        assert_eq!(BucketKey::from_address(None), BucketKey::Missing);
+        assert_eq!(BucketKey::from_address(Some(b"")), BucketKey::Missing);
+        assert_eq!(BucketKey::from_header(None), BucketKey::Missing);
+        assert_eq!(BucketKey::from_header(Some(b"")), BucketKey::Missing);
+    }
+
+    #[test]
+    fn header_values_and_addresses_never_share_a_bucket() {
+        assert_ne!(
+            BucketKey::from_header(Some(b"10.0.0.1")),
+            BucketKey::from_address(Some(b"10.0.0.1:1"))
+        );
+        assert_eq!(
+            BucketKey::from_header(Some(b"team-a")),
+            BucketKey::Keyed(b"hteam-a".to_vec())
+        );
+    }
+
+    #[test]
+    fn long_keys_are_hashed_to_a_bounded_size() {
+        let long = vec![b'x'; 10_000];
+        let BucketKey::Keyed(key) = BucketKey::from_header(Some(&long)) else {
+            panic!("expected a keyed bucket");
+        };
+        assert!(key.len() <= MAX_KEY_BYTES + 1);
+        let mut other = long.clone();
+        other[9_999] = b'y';
+        assert_ne!(
+            BucketKey::from_header(Some(&other)),
+            BucketKey::Keyed(key.clone())
+        );
+        let exact = vec![b'z'; MAX_KEY_BYTES];
+        assert_eq!(
+            BucketKey::from_header(Some(&exact)),
+            BucketKey::Keyed([&b"h"[..], &exact].concat())
+        );
+    }
+
+    #[test]
+    fn fnv1a64_matches_the_reference_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn probes_start_at_the_home_slot_wrap_and_stay_below_max_keys() {
+        let slots: Vec<u32> = probe_slots(b"hkey", 10).collect();
+        assert_eq!(slots.len(), PROBES as usize);
+        assert!(slots.iter().all(|&s| s < 10));
+        let home = (fnv1a64(b"hkey") % 10) as u32;
+        assert_eq!(slots[0], home);
+        assert_eq!(slots[1], (home + 1) % 10);
+        let few: Vec<u32> = probe_slots(b"hkey", 2).collect();
+        assert_eq!(few.len(), 2);
+        assert_ne!(few[0], few[1]);
+        assert_eq!(probe_slots(b"k", 0).collect::<Vec<_>>(), vec![0]);
+    }
+}

@@ -1,0 +1,333 @@
+//! Token bucket maths and the bucket's shared-data encoding. Pure: time is passed in.
+//!
+//! Tokens are kept in nano-tokens (one token = 10^9 units): at `R` tokens per second the bucket
+//! gains exactly `R` units per nanosecond, so refill is exact integer maths however small the
+//! steps between requests are.
+
+/// Units in one token.
+pub const NANOS_PER_TOKEN: u64 = 1_000_000_000;
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+/// First byte of an encoded bucket; bump when the layout changes.
+const VERSION: u8 = 1;
+/// Length of an encoded bucket without its owner key.
+pub const ENCODED_LEN: usize = 17;
+
+/// Refill rate and capacity of a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    per_second: u64,
+    burst: u64,
+}
+
+impl Rate {
+    /// A rate of `tokens_per_second` with capacity `burst`; zeros (rejected by validation) become 1.
+    pub fn new(tokens_per_second: u32, burst: u32) -> Rate {
+        Rate {
+            per_second: u64::from(tokens_per_second.max(1)),
+            burst: u64::from(burst.max(1)),
+        }
+    }
+
+    /// Capacity in whole tokens (`q`).
+    pub fn burst(&self) -> u64 {
+        self.burst
+    }
+
+    /// Capacity in nano-tokens. `u32::MAX * 10^9` fits in u64.
+    pub fn capacity(&self) -> u64 {
+        self.burst.saturating_mul(NANOS_PER_TOKEN)
+    }
+
+    /// Seconds an empty bucket needs to refill completely, at least 1 (`w`).
+    pub fn window_seconds(&self) -> u64 {
+        self.burst.div_ceil(self.per_second).max(1)
+    }
+}
+
+/// A bucket's level at a point in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    /// Level in nano-tokens.
+    pub tokens: u64,
+    /// Host time (ns) the level was computed for; never moves backwards.
+    pub updated_ns: u64,
+}
+
+/// The outcome of taking one token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Take {
+    /// A token was available and was taken.
+    pub allowed: bool,
+    /// The bucket after the take (refilled to `now`, minus the token if allowed).
+    pub bucket: Bucket,
+}
+
+impl Bucket {
+    /// A full bucket, as every bucket starts.
+    pub fn full(rate: &Rate, now_ns: u64) -> Bucket {
+        Bucket {
+            tokens: rate.capacity(),
+            updated_ns: now_ns,
+        }
+    }
+
+    /// The bucket refilled up to `now_ns`. A clock that went backwards adds nothing and keeps
+    /// the later timestamp, so the same interval is never credited twice.
+    pub fn refilled(self, rate: &Rate, now_ns: u64) -> Bucket {
+        let capacity = rate.capacity();
+        let Some(elapsed) = now_ns.checked_sub(self.updated_ns) else {
+            return Bucket {
+                tokens: self.tokens.min(capacity),
+                updated_ns: self.updated_ns,
+            };
+        };
+        let added = elapsed.saturating_mul(rate.per_second);
+        Bucket {
+            tokens: self.tokens.saturating_add(added).min(capacity),
+            updated_ns: now_ns,
+        }
+    }
+
+    /// Whether the bucket is back at capacity at `now_ns` (its owner is idle).
+    pub fn is_full_at(self, rate: &Rate, now_ns: u64) -> bool {
+        self.refilled(rate, now_ns).tokens >= rate.capacity()
+    }
+
+    /// Refill to `now_ns`, then take one token if there is one.
+    pub fn take(self, rate: &Rate, now_ns: u64) -> Take {
+        let bucket = self.refilled(rate, now_ns);
+        match bucket.tokens.checked_sub(NANOS_PER_TOKEN) {
+            Some(tokens) => Take {
+                allowed: true,
+                bucket: Bucket { tokens, ..bucket },
+            },
+            None => Take {
+                allowed: false,
+                bucket,
+            },
+        }
+    }
+
+    /// Whole tokens left (`r`).
+    pub fn remaining(&self) -> u64 {
+        self.tokens / NANOS_PER_TOKEN
+    }
+
+    /// Whole seconds until the next whole token accrues, 0 when full (`t`).
+    pub fn reset_seconds(&self, rate: &Rate) -> u64 {
+        if self.tokens >= rate.capacity() {
+            return 0;
+        }
+        let missing = NANOS_PER_TOKEN.saturating_sub(self.tokens % NANOS_PER_TOKEN);
+        let nanos = missing.div_ceil(rate.per_second);
+        nanos.div_ceil(NANOS_PER_SECOND)
+    }
+
+    /// The shared-data value: version, tokens, timestamp (little endian), then the owner key.
+    pub fn encode(&self, owner: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(ENCODED_LEN.saturating_add(owner.len()));
+        out.push(VERSION);
+        out.extend_from_slice(&self.tokens.to_le_bytes());
+        out.extend_from_slice(&self.updated_ns.to_le_bytes());
+        out.extend_from_slice(owner);
+        out
+    }
+
+    /// Decode a shared-data value into the bucket and its owner key; None if it is not ours.
+    pub fn decode(bytes: &[u8]) -> Option<(Bucket, &[u8])> {
+        let (&version, rest) = bytes.split_first()?;
+        if version != VERSION {
+            return None;
+        }
+        let (tokens, rest) = split_u64(rest)?;
+        let (updated_ns, owner) = split_u64(rest)?;
+        Some((Bucket { tokens, updated_ns }, owner))
+    }
+}
+
+fn split_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (head, rest) = bytes.split_first_chunk::<8>()?;
+    Some((u64::from_le_bytes(*head), rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_new_bucket_is_full_and_allows_burst_requests_then_limits() {
+        let rate = Rate::new(2, 3);
+        let mut bucket = Bucket::full(&rate, 0);
+        for left in [2, 1, 0] {
+            let take = bucket.take(&rate, 0);
+            assert!(take.allowed);
+            assert_eq!(take.bucket.remaining(), left);
+            bucket = take.bucket;
+        }
+        assert!(!bucket.take(&rate, 0).allowed);
+    }
+
+    #[test]
+    fn refill_adds_tokens_per_second_continuously() {
+        let rate = Rate::new(2, 2);
+        let empty = Bucket {
+            tokens: 0,
+            updated_ns: 0,
+        };
+        assert_eq!(
+            empty.refilled(&rate, SECOND / 4).tokens,
+            NANOS_PER_TOKEN / 2
+        );
+        assert!(!empty.take(&rate, SECOND / 2 - 1).allowed);
+        assert!(empty.take(&rate, SECOND / 2).allowed);
+    }
+
+    #[test]
+    fn refill_never_exceeds_burst() {
+        let rate = Rate::new(5, 3);
+        let empty = Bucket {
+            tokens: 0,
+            updated_ns: 0,
+        };
+        let later = empty.refilled(&rate, 3600 * SECOND);
+        assert_eq!(later.tokens, 3 * NANOS_PER_TOKEN);
+        assert_eq!(later.remaining(), 3);
+    }
+
+    #[test]
+    fn fractional_accrual_over_many_small_steps_is_exact() {
+        // 3 tokens/s: one token every 333_333_333.3 ns. A million 1 µs steps = exactly 3 tokens.
+        let rate = Rate::new(3, 10);
+        let mut bucket = Bucket {
+            tokens: 0,
+            updated_ns: 0,
+        };
+        let step = 1_000;
+        let mut now = 0;
+        for _ in 0..1_000_000 {
+            now += step;
+            bucket = bucket.refilled(&rate, now);
+        }
+        assert_eq!(now, SECOND);
+        assert_eq!(bucket.tokens, 3 * NANOS_PER_TOKEN);
+        let one_step = Bucket {
+            tokens: 0,
+            updated_ns: 0,
+        }
+        .refilled(&rate, SECOND);
+        assert_eq!(bucket, one_step);
+    }
+
+    #[test]
+    fn one_nanosecond_steps_at_one_token_per_second_lose_nothing() {
+        let rate = Rate::new(1, 1);
+        let mut bucket = Bucket {
+            tokens: 0,
+            updated_ns: 0,
+        };
+        for now in 1..=10_000 {
+            bucket = bucket.refilled(&rate, now);
+        }
+        assert_eq!(bucket.tokens, 10_000);
+    }
+
+    #[test]
+    fn clock_going_backwards_mints_no_tokens() {
+        let rate = Rate::new(1, 5);
+        let bucket = Bucket {
+            tokens: NANOS_PER_TOKEN,
+            updated_ns: 10 * SECOND,
+        };
+        let back = bucket.refilled(&rate, 2 * SECOND);
+        assert_eq!(back, bucket);
+        // Coming forward again credits only time after the latest timestamp.
+        let forward = back.refilled(&rate, 11 * SECOND);
+        assert_eq!(forward.tokens, 2 * NANOS_PER_TOKEN);
+        assert!(
+            !Bucket {
+                tokens: 0,
+                updated_ns: 10 * SECOND
+            }
+            .take(&rate, 0)
+            .allowed
+        );
+    }
+
+    #[test]
+    fn huge_elapsed_times_and_rates_saturate_instead_of_overflowing() {
+        let rate = Rate::new(u32::MAX, u32::MAX);
+        let bucket = Bucket {
+            tokens: 0,
+            updated_ns: 0,
+        };
+        let later = bucket.refilled(&rate, u64::MAX);
+        assert_eq!(later.tokens, rate.capacity());
+        assert_eq!(later.remaining(), u64::from(u32::MAX));
+        let corrupt = Bucket {
+            tokens: u64::MAX,
+            updated_ns: 0,
+        };
+        assert_eq!(corrupt.refilled(&rate, u64::MAX).tokens, rate.capacity());
+        assert_eq!(
+            corrupt.refilled(&Rate::new(1, 1), 0).tokens,
+            NANOS_PER_TOKEN
+        );
+    }
+
+    #[test]
+    fn window_is_the_time_to_refill_an_empty_bucket_at_least_one_second() {
+        assert_eq!(Rate::new(2, 2).window_seconds(), 1);
+        assert_eq!(Rate::new(10, 5).window_seconds(), 1);
+        assert_eq!(Rate::new(1, 10).window_seconds(), 10);
+        assert_eq!(Rate::new(3, 10).window_seconds(), 4);
+        assert_eq!(Rate::new(0, 0).window_seconds(), 1);
+    }
+
+    #[test]
+    fn reset_is_the_time_to_the_next_whole_token_and_zero_when_full() {
+        let rate = Rate::new(2, 2);
+        assert_eq!(Bucket::full(&rate, 0).reset_seconds(&rate), 0);
+        let one = Bucket {
+            tokens: NANOS_PER_TOKEN,
+            updated_ns: 0,
+        };
+        assert_eq!(one.reset_seconds(&rate), 1);
+        let slow = Rate::new(1, 10);
+        let almost = Bucket {
+            tokens: NANOS_PER_TOKEN - 1,
+            updated_ns: 0,
+        };
+        assert_eq!(almost.reset_seconds(&slow), 1);
+        let empty = Bucket {
+            tokens: 0,
+            updated_ns: 0,
+        };
+        assert_eq!(empty.reset_seconds(&slow), 1);
+        assert_eq!(empty.reset_seconds(&Rate::new(1000, 1)), 1);
+    }
+
+    #[test]
+    fn encoding_round_trips_with_and_without_an_owner() {
+        let bucket = Bucket {
+            tokens: 123_456_789_012,
+            updated_ns: u64::MAX - 7,
+        };
+        let plain = bucket.encode(b"");
+        assert_eq!(plain.len(), ENCODED_LEN);
+        assert_eq!(Bucket::decode(&plain), Some((bucket, &b""[..])));
+        let owned = bucket.encode(b"h-key");
+        assert_eq!(Bucket::decode(&owned), Some((bucket, &b"h-key"[..])));
+    }
+
+    #[test]
+    fn foreign_or_truncated_values_do_not_decode() {
+        let good = Bucket::full(&Rate::new(1, 1), 5).encode(b"");
+        assert_eq!(Bucket::decode(&good[..ENCODED_LEN - 1]), None);
+        assert_eq!(Bucket::decode(b""), None);
+        let mut other_version = good.clone();
+        other_version[0] = 9;
+        assert_eq!(Bucket::decode(&other_version), None);
+    }
+}

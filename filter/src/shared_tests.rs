@@ -1,0 +1,220 @@
+use std::collections::HashMap;
+
+use super::*;
+use crate::limiter::NANOS_PER_TOKEN;
+
+/// Shared data with Envoy's semantics: every write gets a fresh cas; a non-zero cas must match
+/// an existing entry; writing a missing key always creates it.
+#[derive(Default)]
+struct FakeStore {
+    entries: HashMap<String, (Vec<u8>, u32)>,
+    next_cas: u32,
+    /// Conflicts to inject before writes succeed.
+    conflicts: u32,
+    writes: u32,
+}
+
+impl SharedStore for FakeStore {
+    fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.entries.get(key).cloned()
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Written {
+        if self.conflicts > 0 {
+            self.conflicts -= 1;
+            return Written::Conflict;
+        }
+        if let Some((_, current)) = self.entries.get(key)
+            && cas != 0
+            && cas != *current
+        {
+            return Written::Conflict;
+        }
+        self.next_cas += 1;
+        self.writes += 1;
+        self.entries
+            .insert(key.to_string(), (value.to_vec(), self.next_cas));
+        Written::Stored
+    }
+}
+
+fn keys() -> StoreKeys {
+    StoreKeys::new("ns/p")
+}
+
+fn keyed(name: &str) -> BucketKey {
+    BucketKey::from_header(Some(name.as_bytes()))
+}
+
+const SECOND: u64 = 1_000_000_000;
+
+#[test]
+fn single_bucket_is_shared_by_all_callers_and_refills() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 2));
+    let take = |store: &mut FakeStore, now| take(store, &keys, &rate, 10, &BucketKey::Single, now);
+    assert!(take(&mut store, 0).allowed);
+    assert!(take(&mut store, 0).allowed);
+    let limited = take(&mut store, 0);
+    assert!(!limited.allowed);
+    assert_eq!(limited.bucket.remaining(), 0);
+    assert!(take(&mut store, SECOND).allowed);
+    assert!(store.entries.contains_key("hrl/v1/ns/p/b"));
+}
+
+#[test]
+fn limited_requests_do_not_write_shared_data() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 1));
+    assert!(take(&mut store, &keys, &rate, 10, &BucketKey::Single, 0).allowed);
+    let writes = store.writes;
+    assert!(!take(&mut store, &keys, &rate, 10, &BucketKey::Single, 1).allowed);
+    assert_eq!(store.writes, writes);
+}
+
+#[test]
+fn a_conflicting_write_is_retried_with_a_fresh_read() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 5));
+    store.conflicts = MAX_ATTEMPTS - 1;
+    let outcome = take(&mut store, &keys, &rate, 10, &BucketKey::Single, 0);
+    assert!(outcome.allowed);
+    assert!(!outcome.exhausted);
+    assert_eq!(outcome.bucket.remaining(), 4);
+}
+
+#[test]
+fn running_out_of_attempts_allows_the_request_and_says_so() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 5));
+    store.conflicts = MAX_ATTEMPTS;
+    let outcome = take(&mut store, &keys, &rate, 10, &BucketKey::Single, 0);
+    assert!(outcome.allowed);
+    assert!(outcome.exhausted);
+    assert!(store.entries.is_empty());
+    store.conflicts = MAX_ATTEMPTS;
+    let keyed = take(&mut store, &keys, &rate, 10, &keyed("k"), 0);
+    assert!(keyed.allowed && keyed.exhausted);
+}
+
+#[test]
+fn a_stale_cas_is_rejected_so_concurrent_takes_never_share_a_token() {
+    // Two workers read the same level; only one write can land, the other re-reads.
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 1));
+    assert!(take(&mut store, &keys, &rate, 10, &BucketKey::Single, 0).allowed);
+    store.set("hrl/v1/ns/p/b", &Bucket::full(&rate, 0).encode(b""), 0);
+    let (_, cas) = store.get("hrl/v1/ns/p/b").unwrap();
+    assert!(take(&mut store, &keys, &rate, 10, &BucketKey::Single, 0).allowed);
+    assert_eq!(
+        store.set("hrl/v1/ns/p/b", &Bucket::full(&rate, 0).encode(b""), cas),
+        Written::Conflict
+    );
+}
+
+#[test]
+fn each_key_gets_its_own_bucket() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 1));
+    assert!(take(&mut store, &keys, &rate, 100, &keyed("a"), 0).allowed);
+    assert!(!take(&mut store, &keys, &rate, 100, &keyed("a"), 0).allowed);
+    assert!(take(&mut store, &keys, &rate, 100, &keyed("b"), 0).allowed);
+    assert!(!take(&mut store, &keys, &rate, 100, &keyed("b"), 0).allowed);
+}
+
+#[test]
+fn requests_without_a_key_share_the_missing_bucket() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 1));
+    assert!(take(&mut store, &keys, &rate, 100, &BucketKey::Missing, 0).allowed);
+    assert!(!take(&mut store, &keys, &rate, 100, &BucketKey::Missing, 0).allowed);
+    assert!(store.entries.contains_key("hrl/v1/ns/p/m"));
+    assert!(take(&mut store, &keys, &rate, 100, &keyed("a"), 0).allowed);
+}
+
+#[test]
+fn keys_beyond_max_keys_share_one_overflow_bucket() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 1));
+    let max_keys = 3;
+    // Fill every slot with active (non-full) buckets; the first key that finds none overflows.
+    let mut owners = 0;
+    let first = loop {
+        let outcome = take(
+            &mut store,
+            &keys,
+            &rate,
+            max_keys,
+            &keyed(&format!("k{owners}")),
+            0,
+        );
+        if outcome.overflow {
+            break outcome;
+        }
+        owners += 1;
+    };
+    assert_eq!(owners, 3);
+    let slots = store.entries.keys().filter(|k| k.contains("/s/")).count();
+    assert_eq!(slots, 3);
+    assert!(first.allowed, "the overflow bucket starts full");
+    let second = take(&mut store, &keys, &rate, max_keys, &keyed("another"), 0);
+    assert!(
+        second.overflow && !second.allowed,
+        "new keys share the overflow bucket"
+    );
+    assert!(store.entries.contains_key("hrl/v1/ns/p/o"));
+    assert_eq!(
+        store.entries.len(),
+        4,
+        "memory stays bounded: 3 slots + overflow"
+    );
+}
+
+#[test]
+fn an_idle_key_gives_its_slot_to_a_new_key() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 1));
+    assert!(take(&mut store, &keys, &rate, 1, &keyed("old"), 0).allowed);
+    assert!(take(&mut store, &keys, &rate, 1, &keyed("new"), 0).overflow);
+    // One second later the old key's bucket is full again: its slot is free.
+    let outcome = take(&mut store, &keys, &rate, 1, &keyed("new"), SECOND);
+    assert!(outcome.allowed && !outcome.overflow);
+    let (value, _) = store.get("hrl/v1/ns/p/s/0").unwrap();
+    assert_eq!(Bucket::decode(&value).unwrap().1, b"hnew");
+}
+
+#[test]
+fn a_key_keeps_its_slot_even_when_an_earlier_probe_is_idle() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 2));
+    let me = keyed("me");
+    let BucketKey::Keyed(owner) = &me else {
+        unreachable!()
+    };
+    let mut probes = probe_slots(owner, 10);
+    let home = probes.next().unwrap();
+    let second = probes.next().unwrap();
+    // Someone else holds my home slot; I live in the second probe with one token left.
+    store.set(
+        &keys.slot(home),
+        &Bucket {
+            tokens: NANOS_PER_TOKEN,
+            updated_ns: 0,
+        }
+        .encode(b"hx"),
+        0,
+    );
+    store.set(
+        &keys.slot(second),
+        &Bucket {
+            tokens: NANOS_PER_TOKEN,
+            updated_ns: 0,
+        }
+        .encode(owner),
+        0,
+    );
+    // Later the home holder is idle (full) but I must still find my own bucket, not a fresh one.
+    let now = SECOND / 4;
+    let outcome = take(&mut store, &keys, &rate, 10, &me, now);
+    assert!(outcome.allowed);
+    assert_eq!(outcome.bucket.tokens, NANOS_PER_TOKEN / 4);
+}
+
+#[test]
+fn undecodable_values_are_replaced_by_a_fresh_bucket() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 3));
+    store.set("hrl/v1/ns/p/b", b"garbage", 0);
+    let outcome = take(&mut store, &keys, &rate, 10, &BucketKey::Single, 0);
+    assert!(outcome.allowed);
+    assert_eq!(outcome.bucket.remaining(), 2);
+}
