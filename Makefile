@@ -32,7 +32,21 @@ wasm-target:
 filter: wasm-target ## build the filter module into dist/plugin.wasm and check its size
 	$(CARGO) build --locked -p hrl-filter --target $(WASM_TARGET) --profile $(WASM_PROFILE)
 	@mkdir -p dist
-	cp $(WASM_OUT)/hrl_filter.wasm dist/plugin.wasm
+	@# Shrink with binaryen's wasm-opt -Oz (rustc's output is ~220 KB, over budget): a wasm-opt
+	@# on PATH, else binaryen 132.0.0 from npm, unpacked once into .tools/binaryen (run by node).
+	@wasm_opt=$$(command -v wasm-opt || true); \
+	  if [ -z "$$wasm_opt" ]; then \
+	    if [ ! -f $(TOOLS)/binaryen/bin/wasm-opt ]; then \
+	      mkdir -p $(TOOLS)/binaryen; \
+	      (cd $(TOOLS)/binaryen && npm pack --silent binaryen@132.0.0 >/dev/null && \
+	        tar -xzf binaryen-132.0.0.tgz --strip-components=1 && rm binaryen-132.0.0.tgz); \
+	    fi; \
+	    wasm_opt="node $(TOOLS)/binaryen/bin/wasm-opt"; \
+	  fi; \
+	  echo "wasm-opt -Oz $(WASM_OUT)/hrl_filter.wasm -> dist/plugin.wasm"; \
+	  $$wasm_opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
+	    --enable-nontrapping-float-to-int --enable-mutable-globals \
+	    $(WASM_OUT)/hrl_filter.wasm -o dist/plugin.wasm
 	@size=$$(stat -c %s dist/plugin.wasm); \
 	  echo "dist/plugin.wasm: $$size bytes (budget $(FILTER_MAX_BYTES))"; \
 	  if [ $$size -gt $(FILTER_MAX_BYTES) ]; then echo "dist/plugin.wasm is over the size budget" >&2; exit 1; fi
