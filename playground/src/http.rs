@@ -1,0 +1,144 @@
+//! HTTP requests and responses as the host hands them to the module and back.
+
+/// Header pairs in order. Names are lowercase (the host lowercases them, as Envoy does);
+/// requests carry the pseudo headers `:method`, `:path`, `:authority`, `:scheme`.
+pub type Headers = Vec<(String, String)>;
+
+fn first<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn all<'a>(headers: &'a Headers, name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// A downstream request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Pseudo headers first, then the others.
+    pub headers: Headers,
+    /// The body (empty: the request ends with its headers).
+    pub body: Vec<u8>,
+    /// The `source.address` property: the downstream peer, `ip:port`.
+    pub source_address: String,
+    /// The `destination.address` property: the local address the request arrived at.
+    pub destination_address: String,
+}
+
+impl Request {
+    /// A `GET` of `path` on `example.com` from `127.0.0.1:40000`.
+    pub fn get(path: &str) -> Request {
+        Request::new("GET", path)
+    }
+
+    /// A request with the given method and path.
+    pub fn new(method: &str, path: &str) -> Request {
+        Request {
+            headers: vec![
+                (":method".into(), method.into()),
+                (":path".into(), path.into()),
+                (":authority".into(), "example.com".into()),
+                (":scheme".into(), "http".into()),
+            ],
+            body: Vec::new(),
+            source_address: "127.0.0.1:40000".into(),
+            destination_address: "127.0.0.1:8080".into(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Request {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    /// Sets the downstream peer address (`ip:port`).
+    pub fn from_address(mut self, source_address: &str) -> Request {
+        self.source_address = source_address.into();
+        self
+    }
+
+    /// Sets the body.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Request {
+        self.body = body.into();
+        self
+    }
+
+    /// The first value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        first(&self.headers, name)
+    }
+}
+
+/// A response: from the upstream, or a local reply of the module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Headers without `:status`.
+    pub headers: Headers,
+    /// The body.
+    pub body: Vec<u8>,
+    /// True when the module answered itself (`proxy_send_local_response`).
+    pub local: bool,
+}
+
+impl Response {
+    /// An upstream response with no headers and no body.
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            local: false,
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Response {
+        self.body = body.into();
+        self
+    }
+
+    /// The first value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        first(&self.headers, name)
+    }
+
+    /// Every value of a header, in order.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        all(&self.headers, name)
+    }
+
+    /// The body as text (lossy).
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Lowercases header names (Envoy's `LowerCaseString`).
+pub(crate) fn lowercase(headers: Headers) -> Headers {
+    headers
+        .into_iter()
+        .map(|(name, value)| {
+            if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                (name.to_ascii_lowercase(), value)
+            } else {
+                (name, value)
+            }
+        })
+        .collect()
+}

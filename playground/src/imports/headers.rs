@@ -1,0 +1,355 @@
+//! Header maps, buffers, properties and local replies: the per-stream host functions.
+
+use wasmtime::{Linker, Result};
+
+use crate::abi::{buffer_type, lossy, map_type, pairs_size, read_pairs, status, write_pairs};
+use crate::guest::{Ctx, return_bytes, slice, with_memory};
+use crate::http::Headers;
+use crate::state::{LocalReply, StreamData, VmState};
+
+pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
+    linker.func_wrap("env", "proxy_get_header_map_pairs", get_header_map_pairs)?;
+    linker.func_wrap("env", "proxy_set_header_map_pairs", set_header_map_pairs)?;
+    linker.func_wrap("env", "proxy_get_header_map_value", get_header_map_value)?;
+    linker.func_wrap(
+        "env",
+        "proxy_replace_header_map_value",
+        replace_header_map_value,
+    )?;
+    linker.func_wrap("env", "proxy_add_header_map_value", add_header_map_value)?;
+    linker.func_wrap(
+        "env",
+        "proxy_remove_header_map_value",
+        remove_header_map_value,
+    )?;
+    linker.func_wrap("env", "proxy_get_buffer_bytes", get_buffer_bytes)?;
+    linker.func_wrap("env", "proxy_get_property", get_property)?;
+    linker.func_wrap("env", "proxy_send_local_response", send_local_response)?;
+    Ok(())
+}
+
+/// The map a callback may see: request headers during the whole stream, response headers once
+/// the response exists; trailers and call maps never exist here (Envoy: null map).
+fn map(state: &VmState, kind: u32) -> Option<&Headers> {
+    let stream = state.active.stream.as_deref()?;
+    match kind {
+        map_type::HTTP_REQUEST_HEADERS => Some(&stream.request_headers),
+        map_type::HTTP_RESPONSE_HEADERS => stream.response_headers.as_ref(),
+        _ => None,
+    }
+}
+
+fn map_mut(state: &mut VmState, kind: u32) -> Option<&mut Headers> {
+    let stream = state.active.stream.as_deref_mut()?;
+    match kind {
+        map_type::HTTP_REQUEST_HEADERS => Some(&mut stream.request_headers),
+        map_type::HTTP_RESPONSE_HEADERS => stream.response_headers.as_mut(),
+        _ => None,
+    }
+}
+
+fn key(data: &[u8], ptr: u32, len: u32) -> Option<String> {
+    slice(data, ptr, len).map(|bytes| lossy(bytes).to_ascii_lowercase())
+}
+
+fn get_header_map_pairs(
+    mut caller: Ctx<'_>,
+    kind: u32,
+    ptr_ptr: u32,
+    size_ptr: u32,
+) -> Result<u32> {
+    if kind > map_type::MAX {
+        return Ok(status::BAD_ARGUMENT);
+    }
+    // Envoy returns an absent map as an empty one (null pointer, size 0).
+    let len = map(caller.data(), kind)
+        .filter(|m| !m.is_empty())
+        .map_or(0, |m| pairs_size(m));
+    return_bytes(&mut caller, len, ptr_ptr, size_ptr, |state, dst| {
+        if let Some(pairs) = map(state, kind) {
+            write_pairs(pairs, dst);
+        }
+    })
+}
+
+fn set_header_map_pairs(mut caller: Ctx<'_>, kind: u32, ptr: u32, size: u32) -> Result<u32> {
+    with_memory(&mut caller, |data, state| {
+        let Some(bytes) = slice(data, ptr, size) else {
+            return status::INVALID_MEMORY_ACCESS;
+        };
+        let Some(pairs) = read_pairs(bytes) else {
+            return status::SERIALIZATION_FAILURE;
+        };
+        let Some(headers) = map_mut(state, kind) else {
+            return status::BAD_ARGUMENT;
+        };
+        // Envoy removes every header, then adds the pairs with lowercased names.
+        *headers = crate::http::lowercase(pairs);
+        status::OK
+    })
+}
+
+fn get_header_map_value(
+    mut caller: Ctx<'_>,
+    kind: u32,
+    key_ptr: u32,
+    key_size: u32,
+    ptr_ptr: u32,
+    size_ptr: u32,
+) -> Result<u32> {
+    let found = with_memory(&mut caller, |data, state| {
+        let Some(name) = key(data, key_ptr, key_size) else {
+            return Err(status::INVALID_MEMORY_ACCESS);
+        };
+        let Some(headers) = map(state, kind) else {
+            return Err(status::BAD_ARGUMENT);
+        };
+        // Envoy returns the first value only.
+        match headers.iter().position(|(n, _)| *n == name) {
+            Some(index) => Ok((index, headers[index].1.len())),
+            None => Err(status::NOT_FOUND),
+        }
+    })?;
+    let (index, len) = match found {
+        Ok(found) => found,
+        Err(code) => return Ok(code),
+    };
+    return_bytes(&mut caller, len, ptr_ptr, size_ptr, |state, dst| {
+        if let Some((_, value)) = map(state, kind).and_then(|h| h.get(index)) {
+            dst.copy_from_slice(value.as_bytes());
+        }
+    })
+}
+
+fn edit_header(
+    mut caller: Ctx<'_>,
+    kind: u32,
+    key_ptr: u32,
+    key_size: u32,
+    value: Option<(u32, u32)>,
+    edit: fn(&mut Headers, String, String),
+) -> Result<u32> {
+    with_memory(&mut caller, |data, state| {
+        let Some(name) = key(data, key_ptr, key_size) else {
+            return status::INVALID_MEMORY_ACCESS;
+        };
+        let value = match value {
+            Some((ptr, len)) => match slice(data, ptr, len) {
+                Some(bytes) => lossy(bytes),
+                None => return status::INVALID_MEMORY_ACCESS,
+            },
+            None => String::new(),
+        };
+        let Some(headers) = map_mut(state, kind) else {
+            return status::BAD_ARGUMENT;
+        };
+        edit(headers, name, value);
+        status::OK
+    })
+}
+
+fn replace_header_map_value(
+    caller: Ctx<'_>,
+    kind: u32,
+    key_ptr: u32,
+    key_size: u32,
+    value_ptr: u32,
+    value_size: u32,
+) -> Result<u32> {
+    // Envoy's setCopy: replace the first value if present, otherwise add.
+    edit_header(
+        caller,
+        kind,
+        key_ptr,
+        key_size,
+        Some((value_ptr, value_size)),
+        |h, n, v| match h.iter_mut().find(|(name, _)| *name == n) {
+            Some(entry) => entry.1 = v,
+            None => h.push((n, v)),
+        },
+    )
+}
+
+fn add_header_map_value(
+    caller: Ctx<'_>,
+    kind: u32,
+    key_ptr: u32,
+    key_size: u32,
+    value_ptr: u32,
+    value_size: u32,
+) -> Result<u32> {
+    edit_header(
+        caller,
+        kind,
+        key_ptr,
+        key_size,
+        Some((value_ptr, value_size)),
+        |h, n, v| h.push((n, v)),
+    )
+}
+
+fn remove_header_map_value(caller: Ctx<'_>, kind: u32, key_ptr: u32, key_size: u32) -> Result<u32> {
+    edit_header(caller, kind, key_ptr, key_size, None, |h, n, _| {
+        h.retain(|(name, _)| *name != n)
+    })
+}
+
+/// The readable buffer of that type, if the running callback may see one.
+fn buffer(state: &VmState, kind: u32) -> Option<&[u8]> {
+    let active = &state.active;
+    match kind {
+        buffer_type::PLUGIN_CONFIGURATION if active.configuring => state
+            .plugins
+            .get(active.plugin)
+            .map(|p| p.configuration.as_slice()),
+        buffer_type::VM_CONFIGURATION => Some(&[]),
+        buffer_type::HTTP_REQUEST_BODY | buffer_type::HTTP_RESPONSE_BODY
+            if active.body == Some(kind) =>
+        {
+            let stream = active.stream.as_deref()?;
+            Some(if kind == buffer_type::HTTP_REQUEST_BODY {
+                &stream.request_body
+            } else {
+                &stream.response_body
+            })
+        }
+        _ => None,
+    }
+}
+
+fn get_buffer_bytes(
+    mut caller: Ctx<'_>,
+    kind: u32,
+    start: u32,
+    max_size: u32,
+    ptr_ptr: u32,
+    size_ptr: u32,
+) -> Result<u32> {
+    if kind > buffer_type::MAX {
+        return Ok(status::BAD_ARGUMENT);
+    }
+    let Some(size) = buffer(caller.data(), kind).map(<[u8]>::len) else {
+        return Ok(status::NOT_FOUND);
+    };
+    let start = start as usize;
+    if start > size {
+        return Ok(status::BAD_ARGUMENT);
+    }
+    let len = (max_size as usize).min(size - start);
+    if len == 0 {
+        // Envoy returns Ok without touching the pointers.
+        return Ok(status::OK);
+    }
+    return_bytes(&mut caller, len, ptr_ptr, size_ptr, |state, dst| {
+        if let Some(bytes) = buffer(state, kind).and_then(|b| b.get(start..start + len)) {
+            dst.copy_from_slice(bytes);
+        }
+    })
+}
+
+fn port_of(address: &str) -> Option<Vec<u8>> {
+    let port: i64 = address.rsplit_once(':')?.1.parse().ok()?;
+    Some(port.to_le_bytes().to_vec())
+}
+
+fn stream_property(stream: &StreamData, path: &[&str]) -> Option<Vec<u8>> {
+    let request = |name: &str| {
+        stream
+            .request_headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_bytes().to_vec())
+    };
+    match path {
+        ["source", "address"] => Some(stream.source_address.as_bytes().to_vec()),
+        ["source", "port"] => port_of(&stream.source_address),
+        ["destination", "address"] => Some(stream.destination_address.as_bytes().to_vec()),
+        ["destination", "port"] => port_of(&stream.destination_address),
+        ["request", "path"] => request(":path"),
+        ["request", "method"] => request(":method"),
+        ["request", "host"] => request(":authority"),
+        ["request", "scheme"] => request(":scheme"),
+        ["response", "code"] => {
+            let headers = stream.response_headers.as_ref()?;
+            let code: i64 = headers
+                .iter()
+                .find(|(n, _)| n == ":status")?
+                .1
+                .parse()
+                .ok()?;
+            Some(code.to_le_bytes().to_vec())
+        }
+        _ => None,
+    }
+}
+
+/// Properties as Envoy encodes them: strings as bytes, integers as 8 little-endian bytes.
+fn property(state: &VmState, path: &[&str]) -> Option<Vec<u8>> {
+    let plugin = state.plugins.get(state.active.plugin);
+    match path {
+        ["plugin_name"] => plugin.map(|p| p.name.as_bytes().to_vec()),
+        ["plugin_root_id"] => plugin.map(|p| p.root_id.as_bytes().to_vec()),
+        ["plugin_vm_id"] => Some(state.shared.vm_id().as_bytes().to_vec()),
+        _ => stream_property(state.active.stream.as_deref()?, path),
+    }
+}
+
+fn get_property(
+    mut caller: Ctx<'_>,
+    path_ptr: u32,
+    path_size: u32,
+    ptr_ptr: u32,
+    size_ptr: u32,
+) -> Result<u32> {
+    let value = with_memory(&mut caller, |data, state| {
+        let Some(path) = slice(data, path_ptr, path_size) else {
+            return Err(status::INVALID_MEMORY_ACCESS);
+        };
+        let path = lossy(path);
+        let parts: Vec<&str> = path.split('\0').collect();
+        property(state, &parts).ok_or(status::NOT_FOUND)
+    })?;
+    match value {
+        Ok(value) => return_bytes(&mut caller, value.len(), ptr_ptr, size_ptr, |_, dst| {
+            dst.copy_from_slice(&value)
+        }),
+        Err(code) => Ok(code),
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // the ABI's signature
+fn send_local_response(
+    mut caller: Ctx<'_>,
+    status_code: u32,
+    _details_ptr: u32,
+    _details_size: u32,
+    body_ptr: u32,
+    body_size: u32,
+    headers_ptr: u32,
+    headers_size: u32,
+    _grpc_status: i32,
+) -> Result<u32> {
+    with_memory(&mut caller, |data, state| {
+        let Some(body) = slice(data, body_ptr, body_size) else {
+            return status::INVALID_MEMORY_ACCESS;
+        };
+        let Some(headers) = slice(data, headers_ptr, headers_size) else {
+            return status::INVALID_MEMORY_ACCESS;
+        };
+        let Some(headers) = read_pairs(headers) else {
+            return status::SERIALIZATION_FAILURE;
+        };
+        // Outside a stream Envoy has no decoder callbacks and does nothing.
+        if let Some(stream) = state.active.stream.as_deref_mut() {
+            // Envoy sends the reply after the callback returns; a second one is ignored.
+            if stream.local_reply.is_none() {
+                stream.local_reply = Some(LocalReply {
+                    status: status_code,
+                    body: body.to_vec(),
+                    headers: crate::http::lowercase(headers),
+                });
+            }
+        }
+        status::OK
+    })
+}
