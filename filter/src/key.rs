@@ -72,7 +72,7 @@ fn material(tag: u8, raw: &[u8]) -> Vec<u8> {
         out.extend_from_slice(raw);
     } else {
         out.push(b'#');
-        out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
+        out.extend_from_slice(&u64::try_from(raw.len()).unwrap_or(u64::MAX).to_le_bytes());
         out.extend_from_slice(&fnv1a64(raw).to_le_bytes());
     }
     out
@@ -89,11 +89,10 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// without repeats when `max_keys < PROBES`.
 pub fn probe_slots(key: &[u8], max_keys: u32) -> impl Iterator<Item = u32> {
     let max_keys = max_keys.max(1);
-    let home = fnv1a64(key) % u64::from(max_keys);
-    (0..PROBES.min(max_keys)).map(move |i| {
-        let slot = home.saturating_add(u64::from(i)) % u64::from(max_keys);
-        u32::try_from(slot).unwrap_or(0)
-    })
+    let modulo = move |n: u64| n.checked_rem(u64::from(max_keys)).unwrap_or(0);
+    let home = modulo(fnv1a64(key));
+    (0..PROBES.min(max_keys))
+        .map(move |i| u32::try_from(modulo(home.saturating_add(u64::from(i)))).unwrap_or(0))
 }
 
 #[cfg(test)]

@@ -4,6 +4,12 @@
 //! Pure core (`limiter`, `key`, `shared`, `headers`, `policy`, `decision`) with time and host
 //! data passed in; `host` is the thin adapter; this file wires the proxy-wasm contexts.
 
+// The module must never trap: no indexing or unchecked arithmetic outside tests.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 pub mod decision;
 pub mod headers;
 pub mod host;
