@@ -218,3 +218,52 @@ fn undecodable_values_are_replaced_by_a_fresh_bucket() {
     assert!(outcome.allowed);
     assert_eq!(outcome.bucket.remaining(), 2);
 }
+
+#[test]
+fn clients_behind_one_address_share_a_bucket_whatever_their_ports() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 1));
+    let from = |addr: &str| BucketKey::from_address(Some(addr.as_bytes()));
+    assert!(
+        take(
+            &mut store,
+            &keys,
+            &rate,
+            100,
+            &from("[2001:db8::1]:1000"),
+            0
+        )
+        .allowed
+    );
+    assert!(
+        !take(
+            &mut store,
+            &keys,
+            &rate,
+            100,
+            &from("[2001:db8::1]:2000"),
+            0
+        )
+        .allowed
+    );
+    assert!(take(&mut store, &keys, &rate, 100, &from("10.0.0.1:1000"), 0).allowed);
+}
+
+#[test]
+fn a_worker_with_an_earlier_clock_cannot_mint_tokens_in_shared_data() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 1));
+    assert!(take(&mut store, &keys, &rate, 10, &BucketKey::Single, 5 * SECOND).allowed);
+    // Another VM reads the host clock a little earlier: nothing is credited.
+    assert!(!take(&mut store, &keys, &rate, 10, &BucketKey::Single, 4 * SECOND).allowed);
+    assert!(
+        !take(
+            &mut store,
+            &keys,
+            &rate,
+            10,
+            &BucketKey::Single,
+            6 * SECOND - 1
+        )
+        .allowed
+    );
+    assert!(take(&mut store, &keys, &rate, 10, &BucketKey::Single, 6 * SECOND).allowed);
+}
