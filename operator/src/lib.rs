@@ -1,1 +1,14 @@
-//! hrl-operator (work in progress)
+//! hrl-operator: the `HeaderRateLimit` CRD and the controller that turns each one into an
+//! Istio WasmPlugin running the hrl filter.
+#![forbid(unsafe_code)]
+
+pub mod conditions;
+pub mod controller;
+pub mod crd;
+pub mod leader;
+pub mod metrics;
+pub mod plan;
+pub mod rbac;
+pub mod render;
+pub mod run;
+pub mod wasm_plugin;

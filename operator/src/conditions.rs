@@ -1,0 +1,157 @@
+//! Condition types and reasons, and the one rule about `lastTransitionTime`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// The spec is valid.
+pub const ACCEPTED: &str = "Accepted";
+/// The WasmPlugin is applied and matches the plan.
+pub const PROGRAMMED: &str = "Programmed";
+/// Accepted and Programmed.
+pub const READY: &str = "Ready";
+
+/// Reasons, PascalCase; also used as event reasons and bounded metric labels.
+pub mod reason {
+    /// Accepted=True.
+    pub const ACCEPTED: &str = "Accepted";
+    /// The spec breaks a rule; the message names the field.
+    pub const INVALID: &str = "Invalid";
+    /// Programmed=True: the WasmPlugin is applied (created, updated or already matching).
+    pub const WASM_PLUGIN_APPLIED: &str = "WasmPluginApplied";
+    /// The API server refused or failed the apply.
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// The WasmPlugin CRD (extensions.istio.io) is not installed.
+    pub const ISTIO_NOT_INSTALLED: &str = "IstioNotInstalled";
+    /// Ready=True.
+    pub const READY: &str = "Ready";
+}
+
+/// What happened to the plan of one HeaderRateLimit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The WasmPlugin matches the plan (applied now or already in place).
+    Applied,
+    /// The spec is invalid (message names the field); nothing was applied.
+    Invalid(String),
+    /// Istio's WasmPlugin CRD is missing.
+    IstioNotInstalled,
+    /// Applying failed (message from the API server).
+    ApplyFailed(String),
+}
+
+impl Outcome {
+    /// The bounded reason label of this outcome.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Outcome::Applied => reason::WASM_PLUGIN_APPLIED,
+            Outcome::Invalid(_) => reason::INVALID,
+            Outcome::IstioNotInstalled => reason::ISTIO_NOT_INSTALLED,
+            Outcome::ApplyFailed(_) => reason::APPLY_FAILED,
+        }
+    }
+}
+
+/// One desired condition, before timestamps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// Condition type.
+    pub type_: &'static str,
+    /// True or False.
+    pub status: bool,
+    /// PascalCase reason.
+    pub reason: &'static str,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// The Accepted, Programmed and Ready conditions for an outcome.
+pub fn desired(outcome: &Outcome, wasm_plugin: &str) -> [Desired; 3] {
+    let accepted = match outcome {
+        Outcome::Invalid(message) => Desired {
+            type_: ACCEPTED,
+            status: false,
+            reason: reason::INVALID,
+            message: message.clone(),
+        },
+        _ => Desired {
+            type_: ACCEPTED,
+            status: true,
+            reason: reason::ACCEPTED,
+            message: "the spec is valid".into(),
+        },
+    };
+    let programmed = match outcome {
+        Outcome::Applied => Desired {
+            type_: PROGRAMMED,
+            status: true,
+            reason: reason::WASM_PLUGIN_APPLIED,
+            message: format!("WasmPlugin {wasm_plugin} is applied and matches the spec"),
+        },
+        Outcome::Invalid(_) => Desired {
+            type_: PROGRAMMED,
+            status: false,
+            reason: reason::INVALID,
+            message: "not applied: the spec is invalid (an existing WasmPlugin keeps its last valid configuration)".into(),
+        },
+        Outcome::IstioNotInstalled => Desired {
+            type_: PROGRAMMED,
+            status: false,
+            reason: reason::ISTIO_NOT_INSTALLED,
+            message: "the WasmPlugin CRD (extensions.istio.io/v1alpha1) is not installed; retrying until Istio is installed".into(),
+        },
+        Outcome::ApplyFailed(message) => Desired {
+            type_: PROGRAMMED,
+            status: false,
+            reason: reason::APPLY_FAILED,
+            message: format!("applying WasmPlugin {wasm_plugin} failed: {message}"),
+        },
+    };
+    let ready = if programmed.status {
+        Desired {
+            type_: READY,
+            status: true,
+            reason: reason::READY,
+            message: "the filter is configured for the selected workloads".into(),
+        }
+    } else {
+        Desired {
+            type_: READY,
+            status: false,
+            reason: programmed.reason,
+            message: programmed.message.clone(),
+        }
+    };
+    [accepted, programmed, ready]
+}
+
+/// Builds the new condition list: a condition whose status did not change keeps its
+/// `lastTransitionTime`; conditions of other types (set by someone else) are kept.
+pub fn merge(
+    existing: &[Condition],
+    desired: &[Desired],
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
+    let mut out: Vec<Condition> = Vec::with_capacity(existing.len().max(desired.len()));
+    for d in desired {
+        let status = if d.status { "True" } else { "False" };
+        let previous = existing.iter().find(|c| c.type_ == d.type_);
+        let last_transition_time = match previous {
+            Some(p) if p.status == status => p.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+        out.push(Condition {
+            type_: d.type_.to_string(),
+            status: status.to_string(),
+            reason: d.reason.to_string(),
+            message: d.message.clone(),
+            observed_generation: generation,
+            last_transition_time,
+        });
+    }
+    for c in existing {
+        if !desired.iter().any(|d| d.type_ == c.type_) {
+            out.push(c.clone());
+        }
+    }
+    out
+}

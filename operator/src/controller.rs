@@ -1,0 +1,272 @@
+//! `reconcile`: applies what `plan` decided (server-side apply), writes status, records events.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::conditions::{self, Outcome};
+use crate::crd::{HeaderRateLimit, HeaderRateLimitStatus};
+use crate::metrics::Metrics;
+use crate::plan::{FIELD_MANAGER, Settings, plan};
+use crate::wasm_plugin::WasmPlugin;
+
+/// Longest wait for the WasmPlugin store at startup.
+pub const STORE_WAIT: Duration = Duration::from_secs(10);
+
+/// Why a reconciliation failed (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed the WasmPlugin apply.
+    #[error("applying the WasmPlugin failed: {0}")]
+    ApplyWasmPlugin(#[source] kube::Error),
+    /// Writing the HeaderRateLimit status failed.
+    #[error("patching the HeaderRateLimit status failed: {0}")]
+    PatchStatus(#[source] kube::Error),
+}
+
+/// Shared state of one controller.
+#[derive(Clone)]
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Where proxies fetch the filter.
+    pub settings: Settings,
+    /// Reflector store of the WasmPlugins the operator owns (for drift checks without a GET).
+    pub wasm_plugins: Store<WasmPlugin>,
+    /// Event recorder (events.k8s.io).
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per object, for the retry backoff.
+    pub failures: Arc<Mutex<HashMap<(String, String), u32>>>,
+    /// Set once the WasmPlugin store has synced (or we stopped waiting for it).
+    pub store_waited: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reconciles one HeaderRateLimit.
+pub async fn reconcile(hrl: Arc<HeaderRateLimit>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciliations.inc();
+    let started = Instant::now();
+    let result = reconcile_inner(&hrl, &ctx).await;
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_ok()
+        && let Ok(mut failures) = ctx.failures.lock()
+    {
+        failures.remove(&key(&hrl));
+    }
+    result
+}
+
+async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Action, Error> {
+    let namespace = hrl.namespace().unwrap_or_default();
+    let name = hrl.name_any();
+    if !ctx.store_waited.load(Ordering::Relaxed) {
+        // At startup, wait (once, briefly) for the WasmPlugin store so unchanged objects cost
+        // no request; if Istio is missing it never syncs, and we go on without it.
+        let ready = ctx.wasm_plugins.wait_until_ready();
+        let _ = tokio::time::timeout(STORE_WAIT, ready).await;
+        ctx.store_waited.store(true, Ordering::Relaxed);
+    }
+    let planned = plan(hrl, &ctx.settings);
+    let mut apply_error = None;
+    let mut applied = false;
+    let outcome = match &planned.wasm_plugin {
+        Err(invalid) => Outcome::Invalid(invalid.to_string()),
+        Ok(desired) if is_current(&ctx.wasm_plugins, desired) => Outcome::Applied,
+        Ok(desired) => {
+            let api = Api::<WasmPlugin>::namespaced(ctx.client.clone(), &namespace);
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            match api
+                .patch(&planned.wasm_plugin_name, &params, &Patch::Apply(desired))
+                .await
+            {
+                Ok(_) => {
+                    applied = true;
+                    Outcome::Applied
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => Outcome::IstioNotInstalled,
+                Err(error) => {
+                    let outcome = Outcome::ApplyFailed(error.to_string());
+                    apply_error = Some(error);
+                    outcome
+                }
+            }
+        }
+    };
+    if outcome != Outcome::Applied {
+        ctx.metrics.failed(outcome.reason());
+        tracing::info!(%namespace, %name, reason = outcome.reason(), "not ready");
+    }
+
+    let previous = hrl.status.clone().unwrap_or_default();
+    let desired = conditions::desired(&outcome, &planned.wasm_plugin_name);
+    let status = HeaderRateLimitStatus {
+        observed_generation: hrl.metadata.generation,
+        wasm_plugin: Some(planned.wasm_plugin_name.clone()),
+        conditions: conditions::merge(
+            &previous.conditions,
+            &desired,
+            hrl.metadata.generation,
+            &Time(Timestamp::now()),
+        ),
+    };
+    if status != previous {
+        let api = Api::<HeaderRateLimit>::namespaced(ctx.client.clone(), &namespace);
+        let body = serde_json::json!({
+            "apiVersion": HeaderRateLimit::api_version(&()),
+            "kind": HeaderRateLimit::kind(&()),
+            "status": status,
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        if let Err(error) = api.patch_status(&name, &params, &Patch::Apply(&body)).await {
+            ctx.metrics.failed("PatchStatus");
+            return Err(Error::PatchStatus(error));
+        }
+    }
+    publish_event(
+        ctx,
+        hrl,
+        &previous,
+        &outcome,
+        applied,
+        &planned.wasm_plugin_name,
+    )
+    .await;
+    match apply_error {
+        Some(error) => Err(Error::ApplyWasmPlugin(error)),
+        // IstioNotInstalled is not polled per object: the WasmPlugin watch retries with
+        // backoff and reconciles everything once the CRD appears.
+        None => Ok(Action::await_change()),
+    }
+}
+
+/// Whether the owned WasmPlugin in the store already matches the plan (then no request).
+fn is_current(store: &Store<WasmPlugin>, desired: &WasmPlugin) -> bool {
+    let (Some(name), Some(namespace)) = (&desired.metadata.name, &desired.metadata.namespace)
+    else {
+        return false;
+    };
+    let Some(existing) = store.get(&ObjectRef::new(name).within(namespace)) else {
+        return false;
+    };
+    let labels = existing.metadata.labels.clone().unwrap_or_default();
+    let labels_match = desired
+        .metadata
+        .labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let owners = existing
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default();
+    let owner_match = desired
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .all(|o| owners.contains(o));
+    existing.spec == desired.spec && labels_match && owner_match
+}
+
+/// One event per change, not per reconciliation: an apply that did something, or a new
+/// reason/message on Programmed.
+async fn publish_event(
+    ctx: &Context,
+    hrl: &HeaderRateLimit,
+    previous: &HeaderRateLimitStatus,
+    outcome: &Outcome,
+    applied: bool,
+    wasm_plugin: &str,
+) {
+    let desired = conditions::desired(outcome, wasm_plugin);
+    let programmed = &desired[1];
+    let accepted = &desired[0];
+    let shown = if outcome == &Outcome::Applied {
+        programmed
+    } else {
+        &desired[2]
+    };
+    let before = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::PROGRAMMED);
+    let changed = before
+        .is_none_or(|c| c.reason != programmed.reason || c.message != programmed.message)
+        || previous
+            .conditions
+            .iter()
+            .find(|c| c.type_ == conditions::ACCEPTED)
+            .is_none_or(|c| c.message != accepted.message);
+    if !applied && !changed {
+        return;
+    }
+    let (type_, note) = match outcome {
+        Outcome::Applied => (
+            EventType::Normal,
+            format!("applied WasmPlugin {wasm_plugin}"),
+        ),
+        Outcome::Invalid(message) => (EventType::Warning, message.clone()),
+        _ => (EventType::Warning, shown.message.clone()),
+    };
+    let event = Event {
+        type_,
+        reason: outcome.reason().to_string(),
+        note: Some(note),
+        action: if outcome == &Outcome::Applied {
+            "ApplyWasmPlugin"
+        } else {
+            "Reconcile"
+        }
+        .into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &hrl.object_ref(&())).await {
+        tracing::warn!(namespace = %hrl.namespace().unwrap_or_default(), name = %hrl.name_any(), %error, "event not recorded");
+    }
+}
+
+/// Retry with exponential backoff per object: 5s, 10s, 20s, ... up to 5 minutes.
+pub fn error_policy(hrl: Arc<HeaderRateLimit>, error: &Error, ctx: Arc<Context>) -> Action {
+    let attempts = match ctx.failures.lock() {
+        Ok(mut failures) => {
+            let n = failures.entry(key(&hrl)).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        }
+        Err(_) => 1,
+    };
+    let delay = backoff(attempts);
+    tracing::warn!(namespace = %hrl.namespace().unwrap_or_default(), name = %hrl.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// The retry delay after `attempts` consecutive failures.
+pub fn backoff(attempts: u32) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(6);
+    Duration::from_secs(5u64.saturating_mul(1 << exponent)).min(Duration::from_secs(300))
+}
+
+fn key(hrl: &HeaderRateLimit) -> (String, String) {
+    (hrl.namespace().unwrap_or_default(), hrl.name_any())
+}

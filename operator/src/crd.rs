@@ -1,0 +1,317 @@
+//! The `HeaderRateLimit` custom resource (`hrl.dev/v1alpha1`).
+//!
+//! The Rust types are the single source of the CRD: field doc comments become `kubectl explain`
+//! text, and the static rules of `hrl-plugin-config` are repeated in the schema (patterns,
+//! bounds, CEL) so the API server rejects bad objects with a message naming the field.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+/// API group of the HeaderRateLimit resource.
+pub const GROUP: &str = "hrl.dev";
+/// Longest header name accepted by the schema, in bytes (bounds the cost of CEL rules).
+pub const MAX_HEADER_NAME_BYTES: usize = 256;
+/// Pattern of a lowercase RFC 9110 header name (token characters only).
+pub const HEADER_NAME_PATTERN: &str = r"^[a-z0-9!#$%&'*+.^_`|~-]+$";
+/// Pattern of a header value: no control characters except horizontal tab.
+pub const HEADER_VALUE_PATTERN: &str = r"^[^\x00-\x08\x0a-\x1f\x7f]*$";
+
+/// Framing and hop-by-hop headers a filter must neither set nor remove (a CEL list literal;
+/// `in` on a map is constant cost, so the rule stays far below the API server's CEL budget).
+const FORBIDDEN: &str = "['connection', 'content-length', 'host', 'keep-alive', \
+'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']";
+/// Headers the filter writes itself for rate-limited policies; configuring them would conflict.
+const RESERVED: &str = "['retry-after', 'ratelimit', 'ratelimit-policy', 'x-ratelimit-limit', \
+'x-ratelimit-remaining', 'x-ratelimit-reset']";
+
+/// Response headers and token-bucket rate limits for the Istio workloads it selects.
+///
+/// The operator turns each HeaderRateLimit into one Istio WasmPlugin that runs the hrl filter
+/// in the selected sidecars or gateways.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "hrl.dev",
+    version = "v1alpha1",
+    kind = "HeaderRateLimit",
+    namespaced,
+    shortname = "hrl",
+    category = "hrl",
+    derive = "PartialEq",
+    doc = "Response headers and token-bucket rate limits for the Istio workloads it selects; the operator turns each into one Istio WasmPlugin.",
+    status = "HeaderRateLimitStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Rate","type":"integer","description":"Tokens per second","jsonPath":".spec.rateLimit.tokensPerSecond"}"#,
+    printcolumn = r#"{"name":"Burst","type":"integer","description":"Bucket capacity (defaults to the rate)","jsonPath":".spec.rateLimit.burst"}"#,
+    printcolumn = r#"{"name":"WasmPlugin","type":"string","jsonPath":".status.wasmPlugin"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Key","type":"string","priority":1,"jsonPath":".spec.rateLimit.key.type"}"#,
+    printcolumn = r#"{"name":"Enforce","type":"boolean","priority":1,"jsonPath":".spec.rateLimit.enforce"}"#,
+    printcolumn = r#"{"name":"FailurePolicy","type":"string","priority":1,"jsonPath":".spec.failurePolicy"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.selector) != has(self.targetRefs)").message("exactly one of selector or targetRefs must be set"))]
+#[x_kube(validation = Rule::new("!has(self.removeHeaders) || !has(self.headers) || self.removeHeaders.all(h, !(h in self.headers))").message("a header is either set (headers) or removed (removeHeaders), not both"))]
+pub struct HeaderRateLimitSpec {
+    /// Pods (sidecars) in this namespace that get the filter, by label. Same meaning as an
+    /// Istio WasmPlugin selector. Set exactly one of selector or targetRefs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<WorkloadSelector>,
+
+    /// Gateway API Gateways in this namespace that get the filter (their Istio gateway
+    /// deployments). Set exactly one of selector or targetRefs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 16))]
+    pub target_refs: Option<Vec<TargetRef>>,
+
+    /// Response headers set on every response, as name: value. Names are lowercase RFC 9110
+    /// tokens; an existing header of the same name is replaced. At most 64.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "header_map_schema")]
+    pub headers: BTreeMap<String, String>,
+
+    /// Response header names removed from every response (for example x-powered-by). At most 64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "header_list_schema")]
+    pub remove_headers: Vec<String>,
+
+    /// A token bucket per proxy: requests over the rate get statusCode (429) with rate-limit
+    /// headers. Omit it for headers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+
+    /// What proxies do when the filter cannot be loaded or fails: FailClose (default, requests
+    /// fail) or FailOpen (requests pass without the filter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_policy: Option<FailurePolicy>,
+
+    /// Where in the proxy's filter chain the filter runs (Istio WasmPlugin phase): AUTHN,
+    /// AUTHZ, STATS or UNSPECIFIED_PHASE (default: Istio's default, near the end of the chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// Order among WasmPlugins in the same phase (Istio WasmPlugin priority; higher runs first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+}
+
+/// Pods selected by labels.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadSelector {
+    /// Labels a pod must all have. Must not be empty: an empty selector would cover every
+    /// workload in the namespace.
+    #[schemars(schema_with = "match_labels_schema")]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// A Gateway API resource the filter attaches to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRef {
+    /// API group of the target, gateway.networking.k8s.io.
+    #[schemars(regex(pattern = r"^gateway\.networking\.k8s\.io$"))]
+    pub group: String,
+    /// Kind of the target: Gateway.
+    #[schemars(regex(pattern = r"^Gateway$"))]
+    pub kind: String,
+    /// Name of the Gateway, in the HeaderRateLimit's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The token bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitSpec {
+    /// Tokens added to the bucket per second (the sustained request rate). At least 1.
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub tokens_per_second: u32,
+
+    /// Bucket capacity: how many requests may pass at once after a quiet period. At least 1;
+    /// defaults to tokensPerSecond.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10_000_000))]
+    pub burst: Option<u32>,
+
+    /// What requests share a bucket: one bucket for all (None, default), one per value of a
+    /// request header (Header), or one per client address (ClientAddress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeySpec>,
+
+    /// Most buckets one proxy keeps for a keyed limit (default 10000); further keys share one
+    /// overflow bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub max_keys: Option<u32>,
+
+    /// Status code of a limited response, 400 to 599 (default 429).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 400, max = 599))]
+    pub status_code: Option<u16>,
+
+    /// Body of a limited response (default "rate limited\n"). At most 16384 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16384))]
+    pub body: Option<String>,
+
+    /// Extra headers on limited responses, as name: value. At most 64.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "header_map_schema")]
+    pub response_headers: BTreeMap<String, String>,
+
+    /// Rate-limit headers on responses: IETF (RateLimit and RateLimit-Policy, default),
+    /// Draft03 (X-RateLimit-Limit/Remaining/Reset) or None. Limited responses always get
+    /// Retry-After.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_headers: Option<RateLimitHeadersSpec>,
+
+    /// Reject requests over the limit (true, default). false is a dry run: nothing is rejected,
+    /// but rate-limit headers are sent and would-be-limited requests are counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforce: Option<bool>,
+}
+
+/// How requests are grouped into buckets.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.type == 'Header' ? has(self.header) : !has(self.header)").message("header is required when type is Header, and only then"))]
+pub struct KeySpec {
+    /// None (one bucket), Header (one bucket per value of header) or ClientAddress (one
+    /// bucket per downstream client address).
+    #[serde(rename = "type")]
+    pub type_: KeyType,
+    /// Request header whose value picks the bucket, when type is Header (for example x-api-key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256), regex(pattern = HEADER_NAME_PATTERN))]
+    pub header: Option<String>,
+}
+
+// Kind of bucket key. (a plain comment: a doc comment here would replace the field's `kubectl explain` text)
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum KeyType {
+    /// One bucket for all requests.
+    #[default]
+    None,
+    /// One bucket per value of a request header.
+    Header,
+    /// One bucket per downstream client address.
+    ClientAddress,
+}
+
+// Rate-limit header flavour. (a plain comment: a doc comment here would replace the field's `kubectl explain` text)
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RateLimitHeadersSpec {
+    /// RateLimit and RateLimit-Policy (IETF draft-ietf-httpapi-ratelimit-headers).
+    #[serde(rename = "IETF")]
+    Ietf,
+    /// X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset.
+    Draft03,
+    /// No rate-limit headers (Retry-After is still sent on limited responses).
+    None,
+}
+
+// Failure behaviour of the proxies. (a plain comment: a doc comment here would replace the field's `kubectl explain` text)
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum FailurePolicy {
+    /// Requests fail while the filter cannot run.
+    #[default]
+    FailClose,
+    /// Requests pass without the filter while it cannot run.
+    FailOpen,
+}
+
+// Istio WasmPlugin phase. (a plain comment: a doc comment here would replace the field's `kubectl explain` text)
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum Phase {
+    /// Before Istio's authentication filters.
+    AUTHN,
+    /// Before Istio's authorization filters.
+    AUTHZ,
+    /// Before Istio's stats filters.
+    STATS,
+    /// Istio's default position.
+    #[serde(rename = "UNSPECIFIED_PHASE")]
+    Unspecified,
+}
+
+/// Observed state, written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderRateLimitStatus {
+    /// The metadata.generation the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Name of the WasmPlugin the operator manages for this resource (same namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm_plugin: Option<String>,
+    /// Accepted (the spec is valid), Programmed (the WasmPlugin is applied and matches the
+    /// spec) and Ready (both).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+fn header_map_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "maxProperties": 64,
+        "additionalProperties": {
+            "type": "string",
+            "maxLength": 4096,
+            "pattern": HEADER_VALUE_PATTERN,
+        },
+        "x-kubernetes-validations": [{
+            "rule": format!("!{RESERVED}.exists(h, h in self)"),
+            "message": "must not set retry-after, ratelimit, ratelimit-policy or x-ratelimit-* (the filter writes them)",
+        }, {
+            "rule": format!("!{FORBIDDEN}.exists(h, h in self)"),
+            "message": "must not set framing or hop-by-hop headers (connection, content-length, host, te, ...)",
+        }],
+    })
+}
+
+fn header_list_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": 64,
+        "x-kubernetes-list-type": "set",
+        "items": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_HEADER_NAME_BYTES,
+            "pattern": HEADER_NAME_PATTERN,
+        },
+        "x-kubernetes-validations": [{
+            "rule": format!("!{FORBIDDEN}.exists(h, h in self)"),
+            "message": "must not remove framing or hop-by-hop headers (connection, content-length, host, te, ...)",
+        }],
+    })
+}
+
+fn match_labels_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 64,
+        "additionalProperties": {
+            "type": "string",
+            "maxLength": 63,
+            "pattern": r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+        },
+    })
+}
+
+/// The CustomResourceDefinition as YAML, exactly as `crds/headerratelimits.hrl.dev.yaml` holds it.
+pub fn crd_yaml() -> Result<String, serde_norway::Error> {
+    use kube::CustomResourceExt;
+    let yaml = serde_norway::to_string(&HeaderRateLimit::crd())?;
+    Ok(format!(
+        "# Generated by `hrl-operator crd` from operator/src/crd.rs; do not edit.\n---\n{yaml}"
+    ))
+}

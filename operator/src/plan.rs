@@ -1,0 +1,434 @@
+//! PURE: a HeaderRateLimit and the operator's settings in, the desired WasmPlugin out.
+//!
+//! No IO, no clock: `reconcile` applies what this module decides. Every rule of
+//! `hrl-plugin-config` is checked under its CRD field path first, then
+//! [`PluginConfig::validate`] runs as a backstop, so an invalid plan is never applied.
+
+use std::collections::BTreeMap;
+
+use hrl_plugin_config::{
+    DEFAULT_BODY, DEFAULT_MAX_KEYS, DEFAULT_STATUS_CODE, Header, Key, MAX_BODY_BYTES, MAX_BURST,
+    MAX_HEADERS, MAX_MAX_KEYS, MAX_TOKENS_PER_SECOND, MIN_MAX_KEYS, PluginConfig, RateLimit,
+    RateLimitHeaders, check_header_name, check_header_value,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+
+use crate::crd::{
+    FailurePolicy, HeaderRateLimit, HeaderRateLimitSpec, KeyType, MAX_HEADER_NAME_BYTES, Phase,
+    RateLimitHeadersSpec, RateLimitSpec,
+};
+use crate::wasm_plugin::{PolicyTargetReference, Selector, WasmPlugin, WasmPluginSpec};
+
+/// Field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "hrl-operator";
+/// Value of `app.kubernetes.io/managed-by` on every WasmPlugin the operator owns.
+pub const MANAGED_BY: &str = "hrl-operator";
+/// Label selector matching the WasmPlugins the operator owns.
+pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=hrl-operator";
+/// Envoy plugin name (root id) of the filter.
+pub const PLUGIN_NAME: &str = "hrl";
+
+/// Where proxies fetch the filter module; chosen by whoever installs the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// URL of the module (`oci://`, `https://`, `file://`).
+    pub filter_url: String,
+    /// Lowercase hex SHA-256 of the module; pins it and lets proxies cache it.
+    pub filter_sha256: Option<String>,
+}
+
+/// Default filter URL: the image released with this operator version.
+pub const DEFAULT_FILTER_URL: &str = concat!(
+    "oci://ghcr.io/hrl-dev/hrl-filter:",
+    env!("CARGO_PKG_VERSION")
+);
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            filter_url: DEFAULT_FILTER_URL.into(),
+            filter_sha256: None,
+        }
+    }
+}
+
+/// A spec that breaks a rule; Display is `field: rule`, with the CRD field path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {rule}")]
+pub struct InvalidSpec {
+    /// CRD field path, e.g. `spec.rateLimit.burst` or `spec.headers["Bad Name"]`.
+    pub field: String,
+    /// The broken rule.
+    pub rule: String,
+}
+
+fn invalid(field: impl Into<String>, rule: impl Into<String>) -> InvalidSpec {
+    InvalidSpec {
+        field: field.into(),
+        rule: rule.into(),
+    }
+}
+
+/// The desired state for one HeaderRateLimit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Name of the child WasmPlugin (deterministic; also when the spec is invalid).
+    pub wasm_plugin_name: String,
+    /// The WasmPlugin to apply, or why the spec is invalid (then nothing is applied).
+    pub wasm_plugin: Result<WasmPlugin, InvalidSpec>,
+}
+
+/// Plans the WasmPlugin for `hrl`.
+pub fn plan(hrl: &HeaderRateLimit, settings: &Settings) -> Plan {
+    let wasm_plugin_name = wasm_plugin_name(&hrl.name_any());
+    let wasm_plugin = desired_wasm_plugin(hrl, settings, &wasm_plugin_name);
+    Plan {
+        wasm_plugin_name,
+        wasm_plugin,
+    }
+}
+
+fn desired_wasm_plugin(
+    hrl: &HeaderRateLimit,
+    settings: &Settings,
+    name: &str,
+) -> Result<WasmPlugin, InvalidSpec> {
+    let (selector, target_refs) = target(&hrl.spec)?;
+    let config = plugin_config(hrl)?;
+    let plugin_config = serde_json::to_value(&config)
+        .map_err(|e| invalid("spec", format!("cannot render pluginConfig: {e}")))?;
+    let spec = &hrl.spec;
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        "app.kubernetes.io/managed-by".to_string(),
+        MANAGED_BY.to_string(),
+    );
+    labels.insert(
+        "app.kubernetes.io/instance".to_string(),
+        label_value(&hrl.name_any()),
+    );
+    Ok(WasmPlugin {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace(hrl)),
+            labels: Some(labels),
+            owner_references: owner_reference(hrl).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: WasmPluginSpec {
+            selector,
+            target_refs,
+            url: settings.filter_url.clone(),
+            sha256: settings.filter_sha256.clone(),
+            // A pinned digest never changes, so a cached module is the right one; an unpinned
+            // tag must be re-pulled or proxies keep a stale module (the seed's cache problem).
+            image_pull_policy: Some(
+                if settings.filter_sha256.is_some() {
+                    "IfNotPresent"
+                } else {
+                    "Always"
+                }
+                .into(),
+            ),
+            plugin_name: Some(PLUGIN_NAME.into()),
+            plugin_config: Some(plugin_config),
+            phase: spec.phase.map(|p| phase(p).to_string()),
+            priority: spec.priority,
+            fail_strategy: Some(
+                match spec.failure_policy.unwrap_or_default() {
+                    FailurePolicy::FailClose => "FAIL_CLOSE",
+                    FailurePolicy::FailOpen => "FAIL_OPEN",
+                }
+                .into(),
+            ),
+            type_: Some("HTTP".into()),
+        },
+    })
+}
+
+/// The filter configuration for `hrl`, validated; errors name the CRD field.
+pub fn plugin_config(hrl: &HeaderRateLimit) -> Result<PluginConfig, InvalidSpec> {
+    let spec = &hrl.spec;
+    let config = PluginConfig {
+        policy: format!("{}/{}", namespace(hrl), hrl.name_any()),
+        response_headers: headers("spec.headers", &spec.headers)?,
+        remove_response_headers: removed(spec)?,
+        rate_limit: spec.rate_limit.as_ref().map(rate_limit).transpose()?,
+    };
+    // Backstop: the contract's own validation, its field path mapped back to the CRD.
+    config
+        .validate()
+        .map_err(|e| invalid(crd_path(spec, &e.field), e.rule))?;
+    Ok(config)
+}
+
+fn namespace(hrl: &HeaderRateLimit) -> String {
+    hrl.namespace().unwrap_or_else(|| "default".into())
+}
+
+fn target(
+    spec: &HeaderRateLimitSpec,
+) -> Result<(Option<Selector>, Option<Vec<PolicyTargetReference>>), InvalidSpec> {
+    match (&spec.selector, &spec.target_refs) {
+        (Some(selector), None) => {
+            let labels = &selector.match_labels;
+            if labels.is_empty() {
+                return Err(invalid(
+                    "spec.selector.matchLabels",
+                    "must not be empty (an empty selector would cover every workload in the namespace)",
+                ));
+            }
+            for (key, value) in labels {
+                let field = format!("spec.selector.matchLabels[{key:?}]");
+                if key.is_empty() || key.contains('*') || key.len() > 317 {
+                    return Err(invalid(field, "must be a label key"));
+                }
+                if !is_label_value(value) {
+                    return Err(invalid(
+                        field,
+                        "must be a label value (at most 63 characters: a-z, A-Z, 0-9, '-', '_', '.')",
+                    ));
+                }
+            }
+            Ok((
+                Some(Selector {
+                    match_labels: labels.clone(),
+                }),
+                None,
+            ))
+        }
+        (None, Some(refs)) => {
+            if refs.is_empty() || refs.len() > 16 {
+                return Err(invalid(
+                    "spec.targetRefs",
+                    "must have between 1 and 16 items",
+                ));
+            }
+            let mut out = Vec::with_capacity(refs.len());
+            for (i, r) in refs.iter().enumerate() {
+                if r.group != "gateway.networking.k8s.io" || r.kind != "Gateway" {
+                    return Err(invalid(
+                        format!("spec.targetRefs[{i}]"),
+                        "must be a Gateway (group gateway.networking.k8s.io, kind Gateway)",
+                    ));
+                }
+                if r.name.is_empty() || r.name.len() > 253 {
+                    return Err(invalid(
+                        format!("spec.targetRefs[{i}].name"),
+                        "must be 1 to 253 characters",
+                    ));
+                }
+                out.push(PolicyTargetReference {
+                    group: r.group.clone(),
+                    kind: r.kind.clone(),
+                    name: r.name.clone(),
+                });
+            }
+            Ok((None, Some(out)))
+        }
+        _ => Err(invalid(
+            "spec",
+            "exactly one of selector or targetRefs must be set",
+        )),
+    }
+}
+
+fn is_label_value(v: &str) -> bool {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    v.len() <= 63
+        && v.chars().all(ok_char)
+        && v.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
+        && v.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
+}
+
+fn header_name(field: &str, name: &str) -> Result<(), InvalidSpec> {
+    check_header_name(name).map_err(|rule| invalid(field, rule))?;
+    if name.len() > MAX_HEADER_NAME_BYTES {
+        return Err(invalid(field, "must be at most 256 bytes"));
+    }
+    Ok(())
+}
+
+fn headers(field: &str, map: &BTreeMap<String, String>) -> Result<Vec<Header>, InvalidSpec> {
+    if map.len() > MAX_HEADERS {
+        return Err(invalid(
+            field,
+            format!("must have at most {MAX_HEADERS} headers"),
+        ));
+    }
+    let mut out = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let item = format!("{field}[{name:?}]");
+        header_name(&item, name)?;
+        check_header_value(value).map_err(|rule| invalid(&item, rule))?;
+        out.push(Header {
+            name: name.clone(),
+            value: value.clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn removed(spec: &HeaderRateLimitSpec) -> Result<Vec<String>, InvalidSpec> {
+    if spec.remove_headers.len() > MAX_HEADERS {
+        let rule = format!("must have at most {MAX_HEADERS} headers");
+        return Err(invalid("spec.removeHeaders", rule));
+    }
+    for (i, name) in spec.remove_headers.iter().enumerate() {
+        header_name(&format!("spec.removeHeaders[{i}]"), name)?;
+    }
+    Ok(spec.remove_headers.clone())
+}
+
+fn rate_limit(spec: &RateLimitSpec) -> Result<RateLimit, InvalidSpec> {
+    let f = |name: &str| format!("spec.rateLimit.{name}");
+    let tokens_per_second = spec.tokens_per_second;
+    in_range(
+        &f("tokensPerSecond"),
+        tokens_per_second,
+        1,
+        MAX_TOKENS_PER_SECOND,
+    )?;
+    let burst = spec.burst.unwrap_or(tokens_per_second);
+    in_range(&f("burst"), burst, 1, MAX_BURST)?;
+    let max_keys = spec.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
+    in_range(&f("maxKeys"), max_keys, MIN_MAX_KEYS, MAX_MAX_KEYS)?;
+    let status_code = spec.status_code.unwrap_or(DEFAULT_STATUS_CODE);
+    if !(400..=599).contains(&status_code) {
+        return Err(invalid(f("statusCode"), "must be between 400 and 599"));
+    }
+    let body = spec.body.clone().unwrap_or_else(|| DEFAULT_BODY.into());
+    if body.len() > MAX_BODY_BYTES {
+        return Err(invalid(
+            f("body"),
+            format!("must be at most {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    let key = match &spec.key {
+        None => Key::None,
+        Some(key) => match (key.type_, &key.header) {
+            (KeyType::Header, Some(name)) => {
+                header_name(&f("key.header"), name)?;
+                Key::Header(name.clone())
+            }
+            (KeyType::Header, None) => {
+                return Err(invalid(f("key.header"), "is required when type is Header"));
+            }
+            (_, Some(_)) => {
+                return Err(invalid(
+                    f("key.header"),
+                    "must not be set unless type is Header",
+                ));
+            }
+            (KeyType::None, None) => Key::None,
+            (KeyType::ClientAddress, None) => Key::ClientAddress,
+        },
+    };
+    Ok(RateLimit {
+        tokens_per_second,
+        burst,
+        key,
+        max_keys,
+        status_code,
+        body,
+        headers: headers(&f("responseHeaders"), &spec.response_headers)?,
+        rate_limit_headers: match spec.rate_limit_headers {
+            None | Some(RateLimitHeadersSpec::Ietf) => RateLimitHeaders::Ietf,
+            Some(RateLimitHeadersSpec::Draft03) => RateLimitHeaders::Draft03,
+            Some(RateLimitHeadersSpec::None) => RateLimitHeaders::None,
+        },
+        enforce: spec.enforce.unwrap_or(true),
+    })
+}
+
+fn in_range(field: &str, value: u32, min: u32, max: u32) -> Result<(), InvalidSpec> {
+    if value < min {
+        return Err(invalid(field, format!("must be at least {min}")));
+    }
+    if value > max {
+        return Err(invalid(field, format!("must be at most {max}")));
+    }
+    Ok(())
+}
+
+/// Maps a pluginConfig field path (`responseHeaders[2].name`) to the CRD field it came from.
+fn crd_path(spec: &HeaderRateLimitSpec, field: &str) -> String {
+    let indexed = |prefix: &str, map: &BTreeMap<String, String>, crd: &str| -> Option<String> {
+        let rest = field.strip_prefix(prefix)?.strip_prefix('[')?;
+        let (index, _) = rest.split_once(']')?;
+        let name = map.keys().nth(index.parse().ok()?)?;
+        Some(format!("{crd}[{name:?}]"))
+    };
+    let empty = BTreeMap::new();
+    let limit_headers = spec
+        .rate_limit
+        .as_ref()
+        .map_or(&empty, |r| &r.response_headers);
+    if let Some(path) = indexed("responseHeaders", &spec.headers, "spec.headers") {
+        return path;
+    }
+    if let Some(path) = indexed(
+        "rateLimit.headers",
+        limit_headers,
+        "spec.rateLimit.responseHeaders",
+    ) {
+        return path;
+    }
+    if let Some(rest) = field.strip_prefix("removeResponseHeaders") {
+        return format!("spec.removeHeaders{rest}");
+    }
+    if let Some(rest) = field.strip_prefix("rateLimit.") {
+        return format!("spec.rateLimit.{rest}");
+    }
+    if field == "policy" {
+        return "metadata".into();
+    }
+    format!("spec ({field})")
+}
+
+fn phase(p: Phase) -> &'static str {
+    match p {
+        Phase::AUTHN => "AUTHN",
+        Phase::AUTHZ => "AUTHZ",
+        Phase::STATS => "STATS",
+        Phase::Unspecified => "UNSPECIFIED_PHASE",
+    }
+}
+
+fn owner_reference(hrl: &HeaderRateLimit) -> Option<OwnerReference> {
+    // No blockOwnerDeletion: it would need `update` on headerratelimits/finalizers where the
+    // OwnerReferencesPermissionEnforcement admission plugin is on, and nothing needs it.
+    Some(OwnerReference {
+        api_version: HeaderRateLimit::api_version(&()).into_owned(),
+        kind: HeaderRateLimit::kind(&()).into_owned(),
+        name: hrl.metadata.name.clone()?,
+        uid: hrl.metadata.uid.clone()?,
+        controller: Some(true),
+        block_owner_deletion: None,
+    })
+}
+
+/// Deterministic WasmPlugin name: `hrl-<name>`, shortened with a hash suffix past 253 bytes.
+pub fn wasm_plugin_name(hrl_name: &str) -> String {
+    shorten(&format!("hrl-{hrl_name}"), 253)
+}
+
+fn label_value(name: &str) -> String {
+    shorten(name, 63)
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    // Names are ASCII (DNS subdomains), so byte slicing is on char boundaries.
+    let head = s.get(..max - 9).unwrap_or(s).trim_end_matches(['-', '.']);
+    format!("{head}-{:08x}", fnv1a(s))
+}
+
+fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
