@@ -364,15 +364,42 @@ fn filter_image_is_from_scratch_and_holds_only_plugin_wasm() -> TestResult {
         1,
         "Istio requires exactly one layer in a compat Wasm image"
     );
-    let builder = stages[0]
+    let producer = stages[stages.len() - 2]
         .name
         .clone()
-        .ok_or("the builder stage has no name")?;
+        .ok_or("the optimising stage has no name")?;
     assert_eq!(
         copies[0].args,
-        format!("--from={builder} /out/plugin.wasm /plugin.wasm")
+        format!("--from={producer} /out/plugin.wasm /plugin.wasm")
     );
     Ok(())
+}
+
+/// The Makefile's logical lines (backslash continuations joined).
+fn makefile_lines() -> Result<Vec<String>, Box<dyn Error>> {
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    for line in read("Makefile")?.lines() {
+        if let Some(body) = line.strip_suffix('\\') {
+            current.push_str(body);
+            current.push(' ');
+        } else {
+            current.push_str(line);
+            lines.push(std::mem::take(&mut current));
+        }
+    }
+    Ok(lines)
+}
+
+fn normalize(words: &str) -> String {
+    words.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The text between `from` and `to` in `haystack`.
+fn between<'a>(haystack: &'a str, from: &str, to: &str) -> Option<&'a str> {
+    let start = haystack.find(from)?;
+    let end = start + haystack[start..].find(to)?;
+    Some(&haystack[start..end])
 }
 
 #[test]
@@ -396,8 +423,7 @@ fn filter_builder_uses_the_same_target_profile_and_size_budget_as_make_filter() 
         "-p hrl-filter".to_string(),
         format!("--target {target}"),
         format!("--profile {profile}"),
-        format!("target/{target}/{profile}/hrl_filter.wasm /out/plugin.wasm"),
-        format!("-le {budget}"),
+        format!("target/{target}/{profile}/hrl_filter.wasm /out/hrl_filter.wasm"),
     ] {
         assert!(
             build.args.contains(&part),
@@ -409,6 +435,48 @@ fn filter_builder_uses_the_same_target_profile_and_size_budget_as_make_filter() 
     assert!(
         makefile.contains("-p hrl-filter --target $(WASM_TARGET) --profile $(WASM_PROFILE)"),
         "`make filter` changed: update Dockerfile.filter and this test together"
+    );
+    let optimise = stages[stages.len() - 2]
+        .all("RUN")
+        .into_iter()
+        .find(|r| r.args.contains("wasm-opt"))
+        .ok_or("Dockerfile.filter: no wasm-opt step before the final stage")?;
+    assert!(
+        optimise.args.contains(&format!("-le {budget}")),
+        "the Docker build must enforce FILTER_MAX_BYTES={budget}: {}",
+        optimise.args
+    );
+    Ok(())
+}
+
+#[test]
+fn filter_image_shrinks_the_module_with_the_same_binaryen_and_flags_as_make_filter() -> TestResult {
+    let lines = makefile_lines()?;
+    let make_opt = lines
+        .iter()
+        .find_map(|l| between(l, "$$wasm_opt -Oz", "$(WASM_OUT)"))
+        .and_then(|flags| flags.strip_prefix("$$wasm_opt "))
+        .ok_or("Makefile: no `wasm-opt -Oz ... $(WASM_OUT)` line in `make filter`")?;
+    let make_binaryen = lines
+        .iter()
+        .find_map(|l| between(l, "binaryen@", " "))
+        .ok_or("Makefile: no binaryen@VERSION")?;
+    let stages = dockerfile("Dockerfile.filter")?;
+    let runs = stages[stages.len() - 2].all("RUN");
+    let docker_opt = runs
+        .iter()
+        .find_map(|r| between(&r.args, "-Oz", "/in/"))
+        .ok_or("Dockerfile.filter: no `wasm-opt -Oz ... /in/...`")?;
+    assert_eq!(
+        normalize(docker_opt),
+        normalize(make_opt),
+        "wasm-opt flags differ from `make filter`"
+    );
+    assert!(
+        runs.iter().any(|r| r
+            .args
+            .contains(&format!("npm pack --silent {make_binaryen}"))),
+        "Dockerfile.filter must use {make_binaryen} like `make filter`"
     );
     Ok(())
 }
