@@ -101,7 +101,7 @@ fn draft03_values_for_allowed_and_limited_requests() {
         pairs(&[
             ("x-ratelimit-limit", "3"),
             ("x-ratelimit-remaining", "2"),
-            ("x-ratelimit-reset", "1"),
+            ("x-ratelimit-reset", "0"),
         ])[..]
     );
     let limited = owned(response_headers(&policy, Some(&nth(&policy, 4))));

@@ -80,10 +80,18 @@ impl HeaderStyle {
                 value.push_str(&reset);
                 vec![(RATELIMIT_POLICY, policy.clone()), (RATELIMIT, value)]
             }
+            // Envoy's local rate limit: reset is 0 while a token is available.
             HeaderStyle::Draft03 { limit } => vec![
                 (X_RATELIMIT_LIMIT, limit.clone()),
                 (X_RATELIMIT_REMAINING, remaining),
-                (X_RATELIMIT_RESET, reset),
+                (
+                    X_RATELIMIT_RESET,
+                    if bucket.remaining() > 0 {
+                        "0".to_string()
+                    } else {
+                        reset
+                    },
+                ),
             ],
             HeaderStyle::None => Vec::new(),
         }
@@ -169,7 +177,7 @@ mod tests {
             vec![
                 ("x-ratelimit-limit", "3".to_string()),
                 ("x-ratelimit-remaining", "2".to_string()),
-                ("x-ratelimit-reset", "1".to_string()),
+                ("x-ratelimit-reset", "0".to_string()),
             ]
         );
         let empty = after(&rate, 3);
