@@ -1,6 +1,6 @@
 //! Shared by the playground's integration tests: finding and compiling modules once.
 #![allow(dead_code)] // each test crate uses a different subset
-#![allow(clippy::panic)] // test helpers fail loudly
+#![allow(clippy::panic, clippy::expect_used)] // test helpers fail loudly
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -47,4 +47,60 @@ pub fn noop_metered() -> &'static Module {
 pub fn filter() -> &'static Module {
     static MODULE: OnceLock<Module> = OnceLock::new();
     MODULE.get_or_init(|| compile("HRL_FILTER_WASM", "plugin.wasm", "filter", false))
+}
+
+use hrl_playground::{Host, LogLevel, Plugin};
+use hrl_plugin_config::{Header, PluginConfig, RateLimit};
+
+/// The seed plugin as a pluginConfig: four headers, 2 tokens/s, burst 2, IETF headers.
+pub fn seed_config() -> PluginConfig {
+    let mut rate_limit = RateLimit::new(2, 2);
+    rate_limit.body = "rate limited, wait and retry.\n".into();
+    rate_limit.headers = vec![Header::new("powered-by", "hrl-filter")];
+    PluginConfig {
+        policy: "default/httpbin".into(),
+        response_headers: vec![
+            Header::new("hally", "wang"),
+            Header::new("injected-by", "istio-api!"),
+            Header::new("wang", "1234567"),
+            Header::new("who-am-i", "wasm-extension"),
+        ],
+        remove_response_headers: Vec::new(),
+        rate_limit: Some(rate_limit),
+    }
+}
+
+/// A policy with only a rate limit.
+pub fn limit_config(policy: &str, rate_limit: RateLimit) -> PluginConfig {
+    PluginConfig {
+        policy: policy.into(),
+        response_headers: Vec::new(),
+        remove_response_headers: Vec::new(),
+        rate_limit: Some(rate_limit),
+    }
+}
+
+/// The plugin Istio would configure for this pluginConfig (named `namespace.name`).
+pub fn plugin(config: &PluginConfig) -> Plugin {
+    let json = config.to_json().expect("pluginConfig serializes");
+    Plugin::new(&config.policy.replace('/', "."), json.into_bytes())
+}
+
+/// The real filter with these policies as a filter chain, on `workers` worker VMs.
+pub fn filter_host(configs: &[PluginConfig], workers: usize) -> Host {
+    let mut builder = Host::builder(filter())
+        .workers(workers)
+        .log_level(LogLevel::Debug);
+    for config in configs {
+        builder = builder.plugin(plugin(config));
+    }
+    builder
+        .build()
+        .unwrap_or_else(|e| panic!("filter host starts: {e}"))
+}
+
+/// The metric `hrl.<namespace>.<name>.<counter>` of a policy, 0 when never defined.
+pub fn counter(host: &Host, policy: &str, counter: &str) -> u64 {
+    host.metric(&format!("hrl.{}.{counter}", policy.replace('/', ".")))
+        .unwrap_or(0)
 }
