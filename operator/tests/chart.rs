@@ -1,0 +1,576 @@
+//! The Helm chart (charts/hrl-operator), checked with the real `helm` binary: lint, render with
+//! default values and with every optional feature on, then assert on the parsed manifests —
+//! security context, settings passed to the operator, RBAC equal to `rbac::API_CALLS`, the
+//! CRD copy, and that values.schema.json rejects bad values with a clear message.
+//!
+//! `HELM` must point at a Helm binary (`make tools` fetches one; `make test` sets it). Without
+//! it these tests fail: they never skip silently.
+
+use std::collections::BTreeSet;
+use std::error::Error;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hrl_operator::rbac::API_CALLS;
+use serde::Deserialize;
+use serde_json::Value;
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+const RELEASE: &str = "hrl";
+const NAMESPACE: &str = "hrl-system";
+const ALL_FEATURES: &str = "ci/all-features-values.yaml";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn chart() -> PathBuf {
+    workspace().join("charts/hrl-operator")
+}
+
+fn helm(args: &[&str]) -> Result<Output, Box<dyn Error>> {
+    let helm = std::env::var_os("HELM")
+        .filter(|h| !h.is_empty())
+        .ok_or("HELM is not set: run `make tools` (fetches Helm into .tools/) and then `make test`, or set HELM=.tools/helm/helm")?;
+    Command::new(&helm).args(args).output().map_err(|e| {
+        format!(
+            "cannot run {}: {e} (run `make tools`)",
+            Path::new(&helm).display()
+        )
+        .into()
+    })
+}
+
+/// `helm template` of the chart with extra arguments; Err carries helm's stderr.
+fn try_render(extra: &[&str]) -> Result<Result<Vec<Value>, String>, Box<dyn Error>> {
+    let chart = chart();
+    let chart = chart.to_str().ok_or("chart path is not UTF-8")?;
+    let mut args = vec!["template", RELEASE, chart, "--namespace", NAMESPACE];
+    args.extend_from_slice(extra);
+    let out = helm(&args)?;
+    if !out.status.success() {
+        return Ok(Err(String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    let text = String::from_utf8(out.stdout)?;
+    let mut docs = Vec::new();
+    for document in serde_norway::Deserializer::from_str(&text) {
+        let value = Value::deserialize(document)?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(Ok(docs))
+}
+
+fn render(extra: &[&str]) -> Result<Vec<Value>, Box<dyn Error>> {
+    try_render(extra)?.map_err(|stderr| format!("helm template {extra:?} failed:\n{stderr}").into())
+}
+
+fn render_all_features() -> Result<Vec<Value>, Box<dyn Error>> {
+    let values = chart().join(ALL_FEATURES);
+    render(&["-f", values.to_str().ok_or("path is not UTF-8")?])
+}
+
+fn kind_of(doc: &Value) -> &str {
+    doc["kind"].as_str().unwrap_or_default()
+}
+
+fn all_of<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| kind_of(d) == kind).collect()
+}
+
+fn one_of<'a>(docs: &'a [Value], kind: &str) -> Result<&'a Value, Box<dyn Error>> {
+    match all_of(docs, kind).as_slice() {
+        [one] => Ok(one),
+        other => Err(format!("expected one {kind}, rendered {}", other.len()).into()),
+    }
+}
+
+fn kinds(docs: &[Value]) -> BTreeSet<String> {
+    docs.iter().map(|d| kind_of(d).to_string()).collect()
+}
+
+/// (apiGroup, resource, verb) triples.
+type Grants = BTreeSet<(String, String, String)>;
+
+/// What a Role or ClusterRole grants.
+fn granted(role: &Value) -> Grants {
+    let mut triples = BTreeSet::new();
+    for rule in role["rules"].as_array().into_iter().flatten() {
+        let strings = |key: &str| -> Vec<String> {
+            rule[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        for group in strings("apiGroups") {
+            for resource in strings("resources") {
+                for verb in strings("verbs") {
+                    triples.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    triples
+}
+
+/// What the operator calls, as (apiGroup, resource, verb), split into the Lease (release
+/// namespace) and everything else (watched namespaces).
+fn needed() -> (Grants, Grants) {
+    let mut watched = BTreeSet::new();
+    let mut lease = BTreeSet::new();
+    for call in API_CALLS {
+        let set = if call.group == "coordination.k8s.io" && call.resource == "leases" {
+            &mut lease
+        } else {
+            &mut watched
+        };
+        for verb in call.verbs {
+            set.insert((
+                call.group.to_string(),
+                call.resource.to_string(),
+                verb.to_string(),
+            ));
+        }
+    }
+    (watched, lease)
+}
+
+fn env_of(container: &Value) -> Vec<(String, Value)> {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or_default().to_string(),
+                e.clone(),
+            )
+        })
+        .collect()
+}
+
+fn env_value(container: &Value, name: &str) -> Option<String> {
+    env_of(container)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, e)| e["value"].as_str().map(str::to_string))
+}
+
+fn operator_container(docs: &[Value]) -> Result<Value, Box<dyn Error>> {
+    let deployment = one_of(docs, "Deployment")?;
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .ok_or("Deployment has no containers")?;
+    match containers.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err("expected exactly one container".into()),
+    }
+}
+
+#[test]
+fn helm_lint_passes_with_default_values_and_with_every_feature_on() -> TestResult {
+    let chart = chart();
+    let chart = chart.to_str().ok_or("path is not UTF-8")?;
+    let values = format!("{chart}/{ALL_FEATURES}");
+    for args in [
+        vec!["lint", "--strict", chart],
+        vec!["lint", "--strict", chart, "-f", &values],
+    ] {
+        let out = helm(&args)?;
+        assert!(
+            out.status.success(),
+            "helm {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn default_values_render_a_cluster_wide_operator_with_leader_election() -> TestResult {
+    let docs = render(&[])?;
+    let expected: BTreeSet<String> = [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
+    .map(str::to_string)
+    .into();
+    assert_eq!(
+        kinds(&docs),
+        expected,
+        "ServiceMonitor and PodDisruptionBudget are off by default"
+    );
+    let deployment = one_of(&docs, "Deployment")?;
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let container = operator_container(&docs)?;
+    assert_eq!(
+        env_value(&container, "HRL_LEADER_ELECTION").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        env_value(&container, "HRL_NAMESPACES"),
+        None,
+        "all namespaces by default"
+    );
+    assert_eq!(
+        env_value(&container, "HRL_FILTER_SHA256"),
+        None,
+        "no checksum by default"
+    );
+    Ok(())
+}
+
+#[test]
+fn every_optional_feature_renders_when_enabled() -> TestResult {
+    let docs = render_all_features()?;
+    let monitor = one_of(&docs, "ServiceMonitor")?;
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    let pdb = one_of(&docs, "PodDisruptionBudget")?;
+    assert_eq!(pdb["spec"]["minAvailable"], 2);
+    let pod = &one_of(&docs, "Deployment")?["spec"]["template"]["spec"];
+    let anti =
+        &pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(
+        anti["labelSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+        RELEASE
+    );
+    assert_eq!(pod["imagePullSecrets"][0]["name"], "regcred");
+    assert!(
+        all_of(&docs, "ClusterRole").is_empty(),
+        "watchNamespaces set: no ClusterRole"
+    );
+    Ok(())
+}
+
+#[test]
+fn operator_pod_is_non_root_read_only_and_drops_all_capabilities() -> TestResult {
+    for docs in [render(&[])?, render_all_features()?] {
+        let pod = &one_of(&docs, "Deployment")?["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_ne!(pod["securityContext"]["runAsUser"], 0);
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        let security = &operator_container(&docs)?["securityContext"];
+        assert_eq!(security["allowPrivilegeEscalation"], false);
+        assert_eq!(security["readOnlyRootFilesystem"], true);
+        assert_eq!(security["runAsNonRoot"], true);
+        assert_eq!(security["privileged"], false);
+        assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+        assert_eq!(security["capabilities"].get("add"), None);
+        assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
+    }
+    Ok(())
+}
+
+#[test]
+fn probes_use_healthz_and_readyz_on_the_metrics_port() -> TestResult {
+    for (docs, port) in [(render(&[])?, 8080), (render_all_features()?, 9090)] {
+        let container = operator_container(&docs)?;
+        assert_eq!(container["ports"][0]["name"], "metrics");
+        assert_eq!(container["ports"][0]["containerPort"], port);
+        assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(container["livenessProbe"]["httpGet"]["port"], "metrics");
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(container["readinessProbe"]["httpGet"]["port"], "metrics");
+        assert_eq!(
+            env_value(&container, "HRL_METRICS_ADDR"),
+            Some(format!("0.0.0.0:{port}"))
+        );
+        let service = one_of(&docs, "Service")?;
+        assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
+    }
+    Ok(())
+}
+
+#[test]
+fn deployment_passes_filter_pinning_and_settings_to_the_operator() -> TestResult {
+    let docs = render_all_features()?;
+    let container = operator_container(&docs)?;
+    assert_eq!(
+        container["image"],
+        "registry.example/hrl/hrl-operator@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "a digest wins over the tag"
+    );
+    assert_eq!(container["args"], serde_json::json!(["run"]));
+    let expect = [
+        (
+            "HRL_FILTER_URL",
+            "oci://registry.example/hrl/hrl-filter:0.1.0",
+        ),
+        (
+            "HRL_FILTER_SHA256",
+            "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
+        ),
+        ("HRL_LOG_FORMAT", "text"),
+        ("RUST_LOG", "hrl_operator=debug,kube=info"),
+        ("HRL_LEADER_ELECTION", "true"),
+        ("HRL_LEASE_NAME", "hrl-leader"),
+        ("HRL_NAMESPACES", "default,shop"),
+    ];
+    for (name, value) in expect {
+        assert_eq!(
+            env_value(&container, name).as_deref(),
+            Some(value),
+            "{name}"
+        );
+    }
+    for (name, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let (_, env) = env_of(&container)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| format!("{name} is not set"))?;
+        assert_eq!(
+            env["valueFrom"]["fieldRef"]["fieldPath"], field,
+            "{name} from the downward API"
+        );
+    }
+    let default = operator_container(&render(&[])?)?;
+    assert_eq!(
+        default["image"],
+        format!("ghcr.io/hrl-dev/hrl-operator:{}", env!("CARGO_PKG_VERSION")),
+        "the tag defaults to appVersion"
+    );
+    assert_eq!(
+        env_value(&default, "HRL_LEASE_NAME").as_deref(),
+        Some("hrl-hrl-operator")
+    );
+    Ok(())
+}
+
+#[test]
+fn every_setting_the_chart_passes_is_an_operator_flag_environment_variable() -> TestResult {
+    let out = Command::new(env!("CARGO_BIN_EXE_hrl-operator"))
+        .args(["run", "--help"])
+        .output()?;
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "hrl-operator run --help failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let container = operator_container(&render_all_features()?)?;
+    for (name, _) in env_of(&container) {
+        if name == "RUST_LOG" || name == "POD_NAME" {
+            continue; // read by tracing-subscriber / used as the leader identity, not flags
+        }
+        assert!(
+            help.contains(&format!("[env: {name}=")),
+            "the chart sets {name}, but `hrl-operator run --help` lists no flag reading it:\n{help}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn cluster_role_and_lease_role_grant_exactly_the_api_calls_the_operator_makes() -> TestResult {
+    let (watched, lease) = needed();
+    assert!(
+        !lease.is_empty(),
+        "rbac::API_CALLS lists no Lease calls, but leader election is on by default"
+    );
+    let docs = render(&[])?;
+    let cluster_role = one_of(&docs, "ClusterRole")?;
+    assert_eq!(
+        granted(cluster_role),
+        watched,
+        "ClusterRole rules != rbac::API_CALLS (Lease aside)"
+    );
+    let role = one_of(&docs, "Role")?;
+    assert_eq!(
+        role["metadata"]["namespace"], NAMESPACE,
+        "the Lease lives in the release namespace"
+    );
+    assert_eq!(
+        granted(role),
+        lease,
+        "leader-election Role != the Lease calls in rbac::API_CALLS"
+    );
+    Ok(())
+}
+
+#[test]
+fn watched_namespaces_get_a_role_each_and_no_cluster_wide_access() -> TestResult {
+    let (watched, lease) = needed();
+    let docs = render_all_features()?;
+    assert!(all_of(&docs, "ClusterRole").is_empty());
+    assert!(all_of(&docs, "ClusterRoleBinding").is_empty());
+    let roles = all_of(&docs, "Role");
+    for namespace in ["default", "shop"] {
+        let role = roles
+            .iter()
+            .find(|r| r["metadata"]["namespace"] == namespace)
+            .ok_or_else(|| format!("no Role in watched namespace {namespace}"))?;
+        assert_eq!(
+            granted(role),
+            watched,
+            "Role in {namespace} != rbac::API_CALLS (Lease aside)"
+        );
+        let binding = all_of(&docs, "RoleBinding")
+            .into_iter()
+            .find(|b| b["metadata"]["namespace"] == namespace)
+            .ok_or_else(|| format!("no RoleBinding in {namespace}"))?;
+        assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+        assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+    }
+    let lease_role = roles
+        .iter()
+        .find(|r| r["metadata"]["namespace"] == NAMESPACE)
+        .ok_or("no leader-election Role in the release namespace")?;
+    assert_eq!(granted(lease_role), lease);
+    assert_eq!(
+        roles.len(),
+        3,
+        "one Role per watched namespace plus the Lease Role"
+    );
+    Ok(())
+}
+
+#[test]
+fn without_leader_election_no_lease_access_is_granted() -> TestResult {
+    let docs = render(&[
+        "--set",
+        "replicaCount=1",
+        "--set",
+        "leaderElection.enabled=false",
+    ])?;
+    assert!(all_of(&docs, "Role").is_empty());
+    let container = operator_container(&docs)?;
+    assert_eq!(
+        env_value(&container, "HRL_LEADER_ELECTION").as_deref(),
+        Some("false")
+    );
+    Ok(())
+}
+
+#[test]
+fn bindings_name_the_rendered_service_account() -> TestResult {
+    for docs in [render(&[])?, render_all_features()?] {
+        let account = one_of(&docs, "ServiceAccount")?["metadata"]["name"].clone();
+        let pod = &one_of(&docs, "Deployment")?["spec"]["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], account);
+        for kind in ["RoleBinding", "ClusterRoleBinding"] {
+            for binding in all_of(&docs, kind) {
+                assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
+                assert_eq!(binding["subjects"][0]["name"], account);
+                assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn chart_crd_is_a_byte_identical_copy_of_the_generated_crd() -> TestResult {
+    let name = "headerratelimits.hrl.dev.yaml";
+    let original = workspace().join("crds").join(name);
+    let copy = chart().join("crds").join(name);
+    let original = fs::read(&original).map_err(|e| {
+        format!(
+            "{}: {e} (generate it with `cargo run -p hrl-operator -- crd > crds/{name}`)",
+            original.display()
+        )
+    })?;
+    let copy = fs::read(&copy).map_err(|e| {
+        format!(
+            "{}: {e} (copy it: `cp crds/{name} charts/hrl-operator/crds/`)",
+            copy.display()
+        )
+    })?;
+    assert!(
+        original == copy,
+        "charts/hrl-operator/crds/{name} differs from crds/{name}: run `cp crds/{name} charts/hrl-operator/crds/`"
+    );
+    Ok(())
+}
+
+#[test]
+fn chart_app_version_is_the_crate_version() -> TestResult {
+    let chart_yaml: Value =
+        serde_norway::from_str(&fs::read_to_string(chart().join("Chart.yaml"))?)?;
+    assert_eq!(chart_yaml["appVersion"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(chart_yaml["apiVersion"], "v2");
+    Ok(())
+}
+
+#[test]
+fn values_schema_rejects_bad_values_with_a_message_naming_the_value() -> TestResult {
+    let cases: [(&[&str], &str); 7] = [
+        (&["--set", "filter.sha256=abc"], "/filter/sha256"),
+        (&["--set", "filter.sha256=sha256:0123"], "/filter/sha256"),
+        (&["--set", "filter.url=docker.io/x/y:1"], "/filter/url"),
+        (&["--set", "replicaCount=0"], "/replicaCount"),
+        (&["--set", "logFormat=xml"], "/logFormat"),
+        (&["--set", "image.digest=latest"], "/image/digest"),
+        (
+            &["--set", "replicas=3"],
+            "additional properties 'replicas' not allowed",
+        ),
+    ];
+    for (args, needle) in cases {
+        match try_render(args)? {
+            Ok(_) => return Err(format!("helm template {args:?} should fail").into()),
+            Err(stderr) => assert!(
+                stderr.contains("values don't meet the specifications of the schema")
+                    && stderr.contains(needle),
+                "helm template {args:?}: expected a schema error naming {needle}, got:\n{stderr}"
+            ),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn cross_field_rules_fail_with_a_message_saying_what_to_change() -> TestResult {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--set", "leaderElection.enabled=false"],
+            "replicaCount=2 needs leaderElection.enabled=true",
+        ),
+        (
+            &[
+                "--set",
+                "podDisruptionBudget.enabled=true",
+                "--set",
+                "podDisruptionBudget.minAvailable=2",
+            ],
+            "would block every node drain",
+        ),
+        (
+            &[
+                "--set",
+                "metrics.serviceMonitor.enabled=true",
+                "--set",
+                "metrics.service.enabled=false",
+            ],
+            "needs metrics.service.enabled=true",
+        ),
+    ];
+    for (args, needle) in cases {
+        match try_render(args)? {
+            Ok(_) => return Err(format!("helm template {args:?} should fail").into()),
+            Err(stderr) => assert!(
+                stderr.contains(needle),
+                "helm template {args:?}: expected {needle:?}, got:\n{stderr}"
+            ),
+        }
+    }
+    Ok(())
+}
