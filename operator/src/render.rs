@@ -77,7 +77,10 @@ pub fn parse_documents(yaml: &str) -> Result<Vec<HeaderRateLimit>, RenderError> 
             });
         }
         let mut hrl: HeaderRateLimit =
-            serde_json::from_value(value.clone()).map_err(|e| yaml_err(&e))?;
+            serde_json::from_value(value.clone()).map_err(|e| RenderError::Yaml {
+                document: document_number,
+                message: typed_error(&value).unwrap_or_else(|| e.to_string()),
+            })?;
         let typed = serde_json::to_value(&hrl).map_err(|e| yaml_err(&e))?;
         for top in ["spec", "metadata"] {
             if let (Some(original), Some(typed)) = (value.get(top), typed.get(top))
@@ -95,6 +98,22 @@ pub fn parse_documents(yaml: &str) -> Result<Vec<HeaderRateLimit>, RenderError> 
         out.push(hrl);
     }
     Ok(out)
+}
+
+/// serde_json's error has no field path; the YAML deserialiser's has. Re-reading the document
+/// through it names the field (its line numbers would be of the re-serialised text: dropped).
+fn typed_error(value: &Value) -> Option<String> {
+    let text = serde_norway::to_string(value).ok()?;
+    let error = serde_norway::from_str::<HeaderRateLimit>(&text)
+        .err()?
+        .to_string();
+    Some(
+        error
+            .split(" at line ")
+            .next()
+            .unwrap_or(&error)
+            .to_string(),
+    )
 }
 
 /// The first field of `original` that did not survive a round trip through the Rust types.

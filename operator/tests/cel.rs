@@ -1,0 +1,176 @@
+//! The CRD's own validation, evaluated client-side: its openAPIV3Schema (patterns, bounds)
+//! with jsonschema, and its CEL rules with kube-cel (the evaluator kube 5's `cel` feature uses;
+//! taken directly as a dev-dependency so the operator binary does not link a CEL engine).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: failing loudly is the point
+
+use hrl_operator::crd::HeaderRateLimit;
+use kube::CustomResourceExt;
+use serde_json::{Value, json};
+
+fn schema() -> Value {
+    let crd = serde_json::to_value(HeaderRateLimit::crd()).expect("CRD serialises");
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+/// Every message the API server would answer for `spec` (empty = accepted).
+fn rejections(spec: Value) -> Vec<String> {
+    let object = json!({"apiVersion": "hrl.dev/v1alpha1", "kind": "HeaderRateLimit", "metadata": {"name": "x", "namespace": "default"}, "spec": spec});
+    let schema = schema();
+    let validator = jsonschema::validator_for(&schema).expect("our schema compiles");
+    let mut out: Vec<String> = validator
+        .iter_errors(&object)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    if let Err(errors) = kube_cel::validate(&schema, &object, None) {
+        out.extend(
+            errors
+                .as_slice()
+                .iter()
+                .map(|e| format!("{}: {}", e.field_path, e.message)),
+        );
+    }
+    out
+}
+
+fn rejected_with(spec: Value, needle: &str) {
+    let got = rejections(spec.clone());
+    assert!(
+        got.iter().any(|m| m.contains(needle)),
+        "{spec}: expected a rejection containing {needle:?}, got {got:?}"
+    );
+}
+
+#[test]
+fn every_example_is_accepted_by_the_schema_and_its_cel_rules() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    for entry in std::fs::read_dir(dir).expect("examples/").flatten() {
+        let text = std::fs::read_to_string(entry.path()).expect("readable");
+        let object: Value = serde_norway::from_str(&text).expect("YAML");
+        let got = rejections(object["spec"].clone());
+        assert!(got.is_empty(), "{}: {got:?}", entry.path().display());
+    }
+}
+
+#[test]
+fn selector_and_target_refs_are_exclusive_and_one_is_required() {
+    let both = json!({"selector": {"matchLabels": {"a": "b"}}, "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "g"}]});
+    rejected_with(both, "exactly one of selector or targetRefs must be set");
+    rejected_with(
+        json!({"headers": {"x-a": "b"}}),
+        "exactly one of selector or targetRefs must be set",
+    );
+}
+
+#[test]
+fn an_empty_selector_is_rejected() {
+    rejected_with(
+        json!({"selector": {"matchLabels": {}}}),
+        "/spec/selector/matchLabels",
+    );
+}
+
+#[test]
+fn key_header_is_required_exactly_when_type_is_header() {
+    let sel = json!({"matchLabels": {"a": "b"}});
+    rejected_with(
+        json!({"selector": sel, "rateLimit": {"tokensPerSecond": 1, "key": {"type": "Header"}}}),
+        "header is required when type is Header",
+    );
+    rejected_with(
+        json!({"selector": sel, "rateLimit": {"tokensPerSecond": 1, "key": {"type": "None", "header": "x"}}}),
+        "header is required when type is Header",
+    );
+    assert!(rejections(json!({"selector": sel, "rateLimit": {"tokensPerSecond": 1, "key": {"type": "Header", "header": "x-k"}}})).is_empty());
+}
+
+#[test]
+fn reserved_and_framing_headers_and_set_plus_remove_are_rejected() {
+    let sel = json!({"matchLabels": {"a": "b"}});
+    rejected_with(
+        json!({"selector": sel, "headers": {"retry-after": "1"}}),
+        "the filter writes them",
+    );
+    rejected_with(
+        json!({"selector": sel, "rateLimit": {"tokensPerSecond": 1, "responseHeaders": {"x-ratelimit-limit": "1"}}}),
+        "the filter writes them",
+    );
+    rejected_with(
+        json!({"selector": sel, "headers": {"content-length": "1"}}),
+        "framing or hop-by-hop",
+    );
+    rejected_with(
+        json!({"selector": sel, "removeHeaders": ["transfer-encoding"]}),
+        "framing or hop-by-hop",
+    );
+    rejected_with(
+        json!({"selector": sel, "headers": {"x-a": "1"}, "removeHeaders": ["x-a"]}),
+        "either set (headers) or removed",
+    );
+}
+
+#[test]
+fn bounds_and_patterns_are_in_the_schema() {
+    let sel = json!({"matchLabels": {"a": "b"}});
+    rejected_with(
+        json!({"selector": sel, "rateLimit": {"tokensPerSecond": 0}}),
+        "/spec/rateLimit/tokensPerSecond",
+    );
+    rejected_with(
+        json!({"selector": sel, "rateLimit": {"tokensPerSecond": 1, "statusCode": 200}}),
+        "/spec/rateLimit/statusCode",
+    );
+    rejected_with(
+        json!({"selector": sel, "removeHeaders": ["Bad Name"]}),
+        "/spec/removeHeaders/0",
+    );
+    rejected_with(
+        json!({"selector": sel, "headers": {"x-a": "line\nbreak"}}),
+        "/spec/headers/x-a",
+    );
+    rejected_with(
+        json!({"targetRefs": [{"group": "", "kind": "Service", "name": "s"}]}),
+        "/spec/targetRefs/0",
+    );
+    rejected_with(
+        json!({"selector": {"matchLabels": {"a": "b*"}}}),
+        "/spec/selector/matchLabels/a",
+    );
+}
+
+/// kube-cel's estimator is a coarse heuristic, not the API server's cost model; it at least
+/// catches rules over unbounded lists and strings. Each rule is checked at its schema node.
+#[test]
+fn no_cel_rule_is_estimated_over_the_api_server_budget() {
+    fn walk(node: &Value, path: &str, out: &mut Vec<String>) {
+        if let Some(rules) = node
+            .get("x-kubernetes-validations")
+            .and_then(Value::as_array)
+        {
+            let compiled = kube_cel::compile_schema(node);
+            for rule in rules.iter().filter_map(|r| r["rule"].as_str()) {
+                for warning in kube_cel::estimate_rule_cost(rule, &compiled) {
+                    out.push(format!("{path}: {rule}: {}", warning.message));
+                }
+            }
+        }
+        for key in ["properties"] {
+            for (name, child) in node
+                .get(key)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                walk(child, &format!("{path}.{name}"), out);
+            }
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(child) = node.get(key) {
+                walk(child, &format!("{path}[]"), out);
+            }
+        }
+    }
+    let mut warnings = Vec::new();
+    walk(&schema(), "", &mut warnings);
+    assert!(warnings.is_empty(), "{warnings:#?}");
+}

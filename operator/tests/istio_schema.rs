@@ -1,0 +1,117 @@
+//! Every WasmPlugin `plan` produces for `examples/*.yaml` is one Istio's API server accepts:
+//! validated against the openAPIV3Schema of Istio's own CRD (types, enums, patterns, required
+//! fields) and its CEL rules (selector/targetRefs exclusivity, url scheme, label keys, ...),
+//! evaluated client-side with kube-cel.
+//!
+//! The CRD lives outside the project: set `ISTIO_WASMPLUGIN_CRD` to its path (the Makefile and
+//! CI do). Unset, the test prints that it was skipped and passes.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: failing loudly is the point
+
+use hrl_operator::plan::{Settings, plan};
+use hrl_operator::render::parse_documents;
+use serde_json::{Value, json};
+
+fn istio_schema() -> Option<Value> {
+    let Ok(path) = std::env::var("ISTIO_WASMPLUGIN_CRD") else {
+        eprintln!(
+            "SKIPPED: ISTIO_WASMPLUGIN_CRD is not set; the WasmPlugin schema test did not run"
+        );
+        return None;
+    };
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("ISTIO_WASMPLUGIN_CRD={path}: {e}"));
+    let crd: Value = serde_norway::from_str(&text).expect("Istio's CRD parses");
+    let versions = crd["spec"]["versions"].as_array().expect("versions");
+    let v1alpha1 = versions
+        .iter()
+        .find(|v| v["name"] == "v1alpha1")
+        .expect("v1alpha1");
+    Some(v1alpha1["schema"]["openAPIV3Schema"].clone())
+}
+
+/// Errors from Istio's schema and CEL rules for `object`; empty when Istio would accept it.
+fn istio_errors(schema: &Value, object: &Value) -> Vec<String> {
+    let validator = jsonschema::validator_for(schema).expect("Istio's schema compiles");
+    let mut errors: Vec<String> = validator
+        .iter_errors(object)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    if let Err(cel) = kube_cel::validate(schema, object, None) {
+        errors.extend(
+            cel.as_slice()
+                .iter()
+                .map(|e| format!("CEL {}: {} ({})", e.field_path, e.message, e.rule)),
+        );
+    }
+    errors
+}
+
+fn planned_examples(settings: &Settings) -> Vec<(String, Value)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let mut out = Vec::new();
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("examples/")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
+    for path in paths {
+        let yaml = std::fs::read_to_string(&path).expect("readable");
+        for mut hrl in parse_documents(&yaml).expect("example parses") {
+            hrl.metadata.uid = Some("0f3c4bde-1111-4a5e-9c57-000000000001".into());
+            let wp = plan(&hrl, settings).wasm_plugin.expect("example is valid");
+            out.push((
+                path.display().to_string(),
+                serde_json::to_value(&wp).expect("serialises"),
+            ));
+        }
+    }
+    assert!(out.len() >= 5, "expected the five examples");
+    out
+}
+
+#[test]
+fn every_wasm_plugin_planned_from_the_examples_passes_istios_crd_schema_and_cel_rules() {
+    let Some(schema) = istio_schema() else { return };
+    let pinned = Settings {
+        filter_url: "oci://ghcr.io/hrl-dev/hrl-filter:0.1.0".into(),
+        filter_sha256: Some("0123456789abcdef".repeat(4)),
+    };
+    for settings in [Settings::default(), pinned] {
+        for (example, wp) in planned_examples(&settings) {
+            let errors = istio_errors(&schema, &wp);
+            assert!(
+                errors.is_empty(),
+                "{example}: Istio would reject the WasmPlugin:\n{}\n{wp:#}",
+                errors.join("\n")
+            );
+        }
+    }
+}
+
+#[test]
+fn the_istio_schema_check_catches_what_istio_rejects() {
+    let Some(schema) = istio_schema() else { return };
+    let (_, wp) = planned_examples(&Settings::default()).remove(0);
+    let mut both = wp.clone();
+    both["spec"]["targetRefs"] = json!([{"kind": "Gateway", "name": "g"}]);
+    assert!(
+        istio_errors(&schema, &both)
+            .iter()
+            .any(|e| e.contains("only one of targetRefs or selector")),
+        "CEL exclusivity"
+    );
+    let mut bad_sha = wp.clone();
+    bad_sha["spec"]["sha256"] = json!("not-hex");
+    assert!(
+        !istio_errors(&schema, &bad_sha).is_empty(),
+        "sha256 pattern"
+    );
+    let mut bad_enum = wp;
+    bad_enum["spec"]["failStrategy"] = json!("FAIL_SOMETIMES");
+    assert!(
+        !istio_errors(&schema, &bad_enum).is_empty(),
+        "failStrategy enum"
+    );
+}
