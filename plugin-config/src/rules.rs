@@ -115,10 +115,10 @@ fn check_headers(field: &str, headers: &[Header]) -> Result<(), Invalid> {
                 "must not be a header the filter sets itself (retry-after, ratelimit*, x-ratelimit-*)",
             ));
         }
-        if headers[..i].iter().any(|h| h.name == header.name) {
+        if headers.iter().take(i).any(|h| h.name == header.name) {
             return Err(Invalid::new(
                 name_field(),
-                format!("duplicate header name {:?}", header.name),
+                format!("duplicate header name '{}'", header.name),
             ));
         }
         check_header_value(&header.value)
@@ -136,16 +136,16 @@ fn check_removed(config: &PluginConfig) -> Result<(), Invalid> {
     for (i, name) in names.iter().enumerate() {
         let item = || format!("{field}[{i}]");
         check_header_name(name).map_err(|rule| Invalid::new(item(), rule))?;
-        if names[..i].contains(name) {
+        if names.iter().take(i).any(|n| n == name) {
             return Err(Invalid::new(
                 item(),
-                format!("duplicate header name {name:?}"),
+                format!("duplicate header name '{name}'"),
             ));
         }
         if config.response_headers.iter().any(|h| &h.name == name) {
             return Err(Invalid::new(
                 item(),
-                format!("{name:?} is also in responseHeaders: a header is either set or removed"),
+                format!("'{name}' is also in responseHeaders: a header is either set or removed"),
             ));
         }
     }
