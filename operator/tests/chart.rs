@@ -574,3 +574,27 @@ fn cross_field_rules_fail_with_a_message_saying_what_to_change() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn chart_defaults_match_the_operator_defaults() -> TestResult {
+    let out = Command::new(env!("CARGO_BIN_EXE_hrl-operator"))
+        .args(["run", "--help"])
+        .output()?;
+    let help = String::from_utf8_lossy(&out.stdout);
+    let default_of = |env: &str| -> Option<String> {
+        let after = &help[help.find(&format!("[env: {env}="))?..];
+        let value = &after[after.find("[default: ")? + "[default: ".len()..];
+        Some(value[..value.find(']')?].to_string())
+    };
+    let container = operator_container(&render(&[])?)?;
+    for env in ["HRL_FILTER_URL", "HRL_METRICS_ADDR", "HRL_LEADER_ELECTION"] {
+        let operator =
+            default_of(env).ok_or_else(|| format!("no default for {env} in:\n{help}"))?;
+        assert_eq!(
+            env_value(&container, env),
+            Some(operator.clone()),
+            "values.yaml and the operator disagree on the default of {env}"
+        );
+    }
+    Ok(())
+}
