@@ -85,17 +85,19 @@ test: fmt-check clippy filter noop tools ## everything CI checks: fmt, clippy, w
 DOCKER ?= docker
 OPERATOR_IMAGE ?= hrl-operator:dev
 FILTER_IMAGE ?= hrl-filter:dev
+# Extra `docker build` flags, e.g. --push, --build-arg RUST_VERSION=..., --provenance=false.
+DOCKER_BUILD_FLAGS ?=
 
 .PHONY: images
 images: image-operator image-filter ## build both container images (needs Docker with BuildKit)
 
 .PHONY: image-operator
 image-operator: ## build the operator image $(OPERATOR_IMAGE) from Dockerfile.operator
-	$(DOCKER) build -f Dockerfile.operator -t $(OPERATOR_IMAGE) .
+	$(DOCKER) build $(DOCKER_BUILD_FLAGS) -f Dockerfile.operator -t $(OPERATOR_IMAGE) .
 
 .PHONY: image-filter
 image-filter: ## build the compat Wasm image $(FILTER_IMAGE) (FROM scratch, /plugin.wasm)
-	$(DOCKER) build --platform linux/amd64 --provenance=false -f Dockerfile.filter -t $(FILTER_IMAGE) .
+	$(DOCKER) build --platform linux/amd64 --provenance=false $(DOCKER_BUILD_FLAGS) -f Dockerfile.filter -t $(FILTER_IMAGE) .
 
 .PHONY: filter-sha256
 filter-sha256: ## print the sha256 of dist/plugin.wasm (the filter.sha256 value for an http(s) URL)
