@@ -598,3 +598,69 @@ fn chart_defaults_match_the_operator_defaults() -> TestResult {
     }
     Ok(())
 }
+
+/// JSON paths where `a` and `b` differ.
+fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for key in keys {
+                let (l, r) = (
+                    x.get(key).unwrap_or(&Value::Null),
+                    y.get(key).unwrap_or(&Value::Null),
+                );
+                differences(&format!("{path}.{key}"), l, r, out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (l, r)) in x.iter().zip(y).enumerate() {
+                differences(&format!("{path}[{i}]"), l, r, out);
+            }
+        }
+        _ if a != b => out.push(format!("{path}: rendered {a}, Kubernetes type keeps {b}")),
+        _ => {}
+    }
+}
+
+/// Deserialises `doc` as `T` and back: a misspelt or misplaced field is dropped on the way and
+/// shows up as a difference, a wrong type fails to deserialise.
+fn round_trips<T>(doc: &Value) -> Result<(), String>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    let name = format!("{} {}", kind_of(doc), doc["metadata"]["name"]);
+    let typed: T = serde_json::from_value(doc.clone()).map_err(|e| format!("{name}: {e}"))?;
+    let back = serde_json::to_value(&typed).map_err(|e| format!("{name}: {e}"))?;
+    let mut diffs = Vec::new();
+    differences("", doc, &back, &mut diffs);
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} has fields Kubernetes does not know:\n{}",
+            diffs.join("\n")
+        ))
+    }
+}
+
+#[test]
+fn rendered_objects_are_kubernetes_objects_without_unknown_fields() -> TestResult {
+    use k8s_openapi::api::{apps, core, policy, rbac};
+    for docs in [render(&[])?, render_all_features()?] {
+        for doc in &docs {
+            match kind_of(doc) {
+                "Deployment" => round_trips::<apps::v1::Deployment>(doc)?,
+                "Service" => round_trips::<core::v1::Service>(doc)?,
+                "ServiceAccount" => round_trips::<core::v1::ServiceAccount>(doc)?,
+                "ClusterRole" => round_trips::<rbac::v1::ClusterRole>(doc)?,
+                "ClusterRoleBinding" => round_trips::<rbac::v1::ClusterRoleBinding>(doc)?,
+                "Role" => round_trips::<rbac::v1::Role>(doc)?,
+                "RoleBinding" => round_trips::<rbac::v1::RoleBinding>(doc)?,
+                "PodDisruptionBudget" => round_trips::<policy::v1::PodDisruptionBudget>(doc)?,
+                "ServiceMonitor" => assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1"),
+                other => return Err(format!("unexpected kind {other} in the chart").into()),
+            }
+        }
+    }
+    Ok(())
+}
