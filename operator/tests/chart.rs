@@ -646,7 +646,14 @@ where
 #[test]
 fn rendered_objects_are_kubernetes_objects_without_unknown_fields() -> TestResult {
     use k8s_openapi::api::{apps, core, policy, rbac};
-    for docs in [render(&[])?, render_all_features()?] {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let with_crds = render(&["--include-crds"])?;
+    assert_eq!(
+        all_of(&with_crds, "CustomResourceDefinition").len(),
+        1,
+        "the chart installs the CRD"
+    );
+    for docs in [with_crds, render_all_features()?] {
         for doc in &docs {
             match kind_of(doc) {
                 "Deployment" => round_trips::<apps::v1::Deployment>(doc)?,
@@ -657,6 +664,7 @@ fn rendered_objects_are_kubernetes_objects_without_unknown_fields() -> TestResul
                 "Role" => round_trips::<rbac::v1::Role>(doc)?,
                 "RoleBinding" => round_trips::<rbac::v1::RoleBinding>(doc)?,
                 "PodDisruptionBudget" => round_trips::<policy::v1::PodDisruptionBudget>(doc)?,
+                "CustomResourceDefinition" => round_trips::<CustomResourceDefinition>(doc)?,
                 "ServiceMonitor" => assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1"),
                 other => return Err(format!("unexpected kind {other} in the chart").into()),
             }

@@ -492,3 +492,21 @@ fn dockerfile_parser_joins_continuations_and_splits_stages() {
     assert_eq!(stages[1].from, "scratch");
     assert!(context_copies(&stages[1]).is_empty());
 }
+
+#[test]
+fn e2e_script_is_executable_valid_bash() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let script = workspace().join("tests/e2e/run.sh");
+    let mode = fs::metadata(&script)?.permissions().mode();
+    assert!(mode & 0o111 != 0, "tests/e2e/run.sh is not executable");
+    let out = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "bash -n tests/e2e/run.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
