@@ -137,8 +137,10 @@ case "$media" in
   *) fail "registry serves $FILTER_PUSH as '$media', not a single image manifest (build with make image-filter)" ;;
 esac
 [[ "$digest" =~ ^sha256:[a-f0-9]{64}$ ]] || fail "no manifest digest for $FILTER_PUSH: '$digest'"
-layers=$(curl -sf -H "Accept: $accept" "http://localhost:$REG_PORT/v2/hrl-filter/manifests/$TAG" |
-  grep -o '"mediaType":"[^"]*layer[^"]*"' | wc -l)
+# One "digest" for the config plus one per layer.
+digests=$(curl -sf -H "Accept: $accept" "http://localhost:$REG_PORT/v2/hrl-filter/manifests/$TAG" |
+  grep -o '"digest"' | wc -l)
+layers=$((digests - 1))
 ((layers == 1)) || fail "the filter image has $layers layers; Istio needs exactly 1"
 FILTER_SHA256=${digest#sha256:}
 echo "filter: $FILTER_URL sha256 $FILTER_SHA256"
