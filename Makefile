@@ -112,6 +112,11 @@ helm-check: tools ## helm lint + template of the chart, default values and every
 	$(HELM) template hrl charts/hrl-operator --namespace hrl-system -f charts/hrl-operator/ci/all-features-values.yaml >/dev/null
 	HELM=$(HELM) $(CARGO) test --locked -p hrl-operator --test chart --test images
 
+.PHONY: crd
+crd: ## regenerate crds/ and the chart's identical copy from the Rust types
+	$(CARGO) run --locked -q -p hrl-operator -- crd > crds/headerratelimits.hrl.dev.yaml
+	cp crds/headerratelimits.hrl.dev.yaml charts/hrl-operator/crds/headerratelimits.hrl.dev.yaml
+
 .PHONY: clean
 clean:
 	rm -rf dist target/$(WASM_TARGET)
