@@ -51,22 +51,17 @@ pub fn decide(limit: &Limit, outcome: &Outcome) -> Decision {
 }
 
 /// The counters a request bumps besides `requests` (headers-only requests: `allowed`).
-pub fn counters(decision: Option<&Decision>) -> Vec<Counter> {
-    let Some(decision) = decision else {
-        return vec![Counter::Allowed];
-    };
-    let mut out = vec![match decision.verdict {
+pub fn counters(decision: Option<&Decision>) -> impl Iterator<Item = Counter> {
+    let verdict = decision.map_or(Counter::Allowed, |d| match d.verdict {
         Verdict::Allowed => Counter::Allowed,
         Verdict::Limited => Counter::Limited,
         Verdict::DryRunLimited => Counter::DryRunLimited,
-    }];
-    if decision.exhausted {
-        out.push(Counter::CasExhausted);
-    }
-    if decision.overflow {
-        out.push(Counter::Overflow);
-    }
-    out
+    });
+    let exhausted = decision.is_some_and(|d| d.exhausted);
+    let overflow = decision.is_some_and(|d| d.overflow);
+    std::iter::once(verdict)
+        .chain(exhausted.then_some(Counter::CasExhausted))
+        .chain(overflow.then_some(Counter::Overflow))
 }
 
 /// Headers to SET on a response, in order: `responseHeaders`, the rate-limit headers, and for
@@ -83,13 +78,7 @@ pub fn response_headers<'a>(
     let (Some(limit), Some(decision)) = (&policy.limit, decision) else {
         return out;
     };
-    out.extend(
-        limit
-            .style
-            .render(&limit.rate, &decision.bucket)
-            .into_iter()
-            .map(|(n, v)| (n, Cow::Owned(v))),
-    );
+    out.extend(limit.style.render(&limit.rate, &decision.bucket));
     if decision.verdict == Verdict::Limited {
         out.extend(
             limit

@@ -125,7 +125,10 @@ fn dry_run_lets_the_request_through_with_limited_values_and_no_retry_after() {
     let policy = policy(Some(rl));
     let decision = nth(&policy, 2);
     assert_eq!(decision.verdict, Verdict::DryRunLimited);
-    assert_eq!(counters(Some(&decision)), vec![Counter::DryRunLimited]);
+    assert_eq!(
+        counters(Some(&decision)).collect::<Vec<_>>(),
+        vec![Counter::DryRunLimited]
+    );
     let headers = owned(response_headers(&policy, Some(&decision)));
     assert!(headers.contains(&("ratelimit".into(), r#""httpbin";r=0;t=1"#.into())));
     assert!(!headers.iter().any(|(n, _)| n == "retry-after"));
@@ -138,20 +141,23 @@ fn headers_only_policy_sets_only_configured_headers_and_counts_allowed() {
         owned(response_headers(&policy, None)),
         pairs(&[("who-am-i", "wasm"), ("powered-by", "x")])
     );
-    assert_eq!(counters(None), vec![Counter::Allowed]);
+    assert_eq!(counters(None).collect::<Vec<_>>(), vec![Counter::Allowed]);
 }
 
 #[test]
 fn counters_record_limited_exhausted_and_overflow() {
     let policy = policy(Some(RateLimit::new(1, 1)));
-    assert_eq!(counters(Some(&nth(&policy, 2))), vec![Counter::Limited]);
+    assert_eq!(
+        counters(Some(&nth(&policy, 2))).collect::<Vec<_>>(),
+        vec![Counter::Limited]
+    );
     let odd = Decision {
         exhausted: true,
         overflow: true,
         ..nth(&policy, 1)
     };
     assert_eq!(
-        counters(Some(&odd)),
+        counters(Some(&odd)).collect::<Vec<_>>(),
         vec![Counter::Allowed, Counter::CasExhausted, Counter::Overflow]
     );
 }

@@ -1,6 +1,8 @@
 //! Rate-limit response headers. Pure: the fixed parts are rendered once per configuration, the
 //! per-request parts (`r`, `t`) from the bucket after the take.
 
+use std::borrow::Cow;
+
 use crate::limiter::{Bucket, Rate};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-10).
@@ -66,33 +68,37 @@ impl HeaderStyle {
         }
     }
 
-    /// The headers for a response whose request left `bucket` behind.
-    pub fn render(&self, rate: &Rate, bucket: &Bucket) -> Vec<(&'static str, String)> {
-        let remaining = bucket.remaining().to_string();
-        let reset = bucket.reset_seconds(rate).to_string();
+    /// The headers for a response whose request left `bucket` behind. Values fixed by the
+    /// configuration are borrowed, not rebuilt per request.
+    pub fn render(&self, rate: &Rate, bucket: &Bucket) -> Vec<(&'static str, Cow<'_, str>)> {
         match self {
             HeaderStyle::Ietf { policy, item } => {
-                let mut value = String::with_capacity(item.len().saturating_add(24));
+                let (remaining, reset) = (bucket.remaining(), bucket.reset_seconds(rate));
+                let mut value = String::with_capacity(item.len().saturating_add(48));
                 value.push_str(item);
                 value.push_str(";r=");
-                value.push_str(&remaining);
+                value.push_str(&remaining.to_string());
                 value.push_str(";t=");
-                value.push_str(&reset);
-                vec![(RATELIMIT_POLICY, policy.clone()), (RATELIMIT, value)]
+                value.push_str(&reset.to_string());
+                vec![
+                    (RATELIMIT_POLICY, Cow::Borrowed(policy.as_str())),
+                    (RATELIMIT, Cow::Owned(value)),
+                ]
             }
             // Envoy's local rate limit: reset is 0 while a token is available.
-            HeaderStyle::Draft03 { limit } => vec![
-                (X_RATELIMIT_LIMIT, limit.clone()),
-                (X_RATELIMIT_REMAINING, remaining),
-                (
-                    X_RATELIMIT_RESET,
-                    if bucket.remaining() > 0 {
-                        "0".to_string()
-                    } else {
-                        reset
-                    },
-                ),
-            ],
+            HeaderStyle::Draft03 { limit } => {
+                let remaining = bucket.remaining();
+                let reset = if remaining > 0 {
+                    Cow::Borrowed("0")
+                } else {
+                    Cow::Owned(bucket.reset_seconds(rate).to_string())
+                };
+                vec![
+                    (X_RATELIMIT_LIMIT, Cow::Borrowed(limit.as_str())),
+                    (X_RATELIMIT_REMAINING, Cow::Owned(remaining.to_string())),
+                    (X_RATELIMIT_RESET, reset),
+                ]
+            }
             HeaderStyle::None => Vec::new(),
         }
     }
@@ -131,6 +137,14 @@ mod tests {
     use super::*;
     use crate::limiter::NANOS_PER_TOKEN;
 
+    fn render(style: &HeaderStyle, rate: &Rate, bucket: &Bucket) -> Vec<(&'static str, String)> {
+        style
+            .render(rate, bucket)
+            .into_iter()
+            .map(|(n, v)| (n, v.into_owned()))
+            .collect()
+    }
+
     fn after(rate: &Rate, takes: u32) -> Bucket {
         let mut bucket = Bucket::full(rate, 0);
         for _ in 0..takes {
@@ -144,7 +158,7 @@ mod tests {
         let rate = Rate::new(2, 2);
         let style = HeaderStyle::compile(Family::Ietf, "httpbin", &rate);
         assert_eq!(
-            style.render(&rate, &after(&rate, 1)),
+            render(&style, &rate, &after(&rate, 1)),
             vec![
                 ("ratelimit-policy", r#""httpbin";q=2;w=1"#.to_string()),
                 ("ratelimit", r#""httpbin";r=1;t=1"#.to_string()),
@@ -159,7 +173,7 @@ mod tests {
         let empty = after(&rate, 10);
         assert!(!empty.take(&rate, 0).allowed);
         assert_eq!(
-            style.render(&rate, &empty),
+            render(&style, &rate, &empty),
             vec![
                 ("ratelimit-policy", r#""slow";q=10;w=10"#.to_string()),
                 ("ratelimit", r#""slow";r=0;t=1"#.to_string()),
@@ -173,7 +187,7 @@ mod tests {
         let rate = Rate::new(5, 3);
         let style = HeaderStyle::compile(Family::Draft03, "x", &rate);
         assert_eq!(
-            style.render(&rate, &after(&rate, 1)),
+            render(&style, &rate, &after(&rate, 1)),
             vec![
                 ("x-ratelimit-limit", "3".to_string()),
                 ("x-ratelimit-remaining", "2".to_string()),
@@ -182,7 +196,7 @@ mod tests {
         );
         let empty = after(&rate, 3);
         assert_eq!(
-            style.render(&rate, &empty),
+            render(&style, &rate, &empty),
             vec![
                 ("x-ratelimit-limit", "3".to_string()),
                 ("x-ratelimit-remaining", "0".to_string()),
@@ -197,7 +211,7 @@ mod tests {
         let style = HeaderStyle::compile(Family::Draft03, "x", &rate);
         let full = Bucket::full(&rate, 0);
         assert_eq!(
-            style.render(&rate, &full)[2],
+            render(&style, &rate, &full)[2],
             ("x-ratelimit-reset", "0".to_string())
         );
     }
@@ -220,10 +234,22 @@ mod tests {
     }
 
     #[test]
+    fn values_fixed_by_the_configuration_are_borrowed_not_rebuilt_per_request() {
+        let rate = Rate::new(2, 2);
+        let ietf = HeaderStyle::compile(Family::Ietf, "n", &rate);
+        let draft03 = HeaderStyle::compile(Family::Draft03, "n", &rate);
+        let bucket = after(&rate, 1);
+        assert!(matches!(ietf.render(&rate, &bucket)[0].1, Cow::Borrowed(_)));
+        let headers = draft03.render(&rate, &bucket);
+        assert!(matches!(headers[0].1, Cow::Borrowed(_)));
+        assert!(matches!(headers[2].1, Cow::Borrowed("0")));
+    }
+
+    #[test]
     fn none_renders_no_headers() {
         let rate = Rate::new(1, 1);
         let style = HeaderStyle::compile(Family::None, "x", &rate);
-        assert!(style.render(&rate, &after(&rate, 1)).is_empty());
+        assert!(render(&style, &rate, &after(&rate, 1)).is_empty());
     }
 
     #[test]

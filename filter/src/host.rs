@@ -1,5 +1,12 @@
 //! The only module that talks to the host. Every call goes through `proxy_wasm::hostcalls` and
 //! every `Err(Status)` is handled here (the SDK's `Context` helpers unwrap them instead).
+//!
+//! Caveat: proxy-wasm 0.2.5's `hostcalls` functions themselves `panic!` on any status they do
+//! not list (most list only `Ok`, some `NotFound`/`CasMismatch`), so an `Err` here is rare and
+//! an unlisted status still traps. Envoy returns only listed statuses for these calls in the
+//! phases we make them (request headers in `on_http_request_headers`, response headers in
+//! `on_http_response_headers`, one local reply per stream); avoiding the SDK's panics entirely
+//! would take our own `unsafe` FFI declarations, which the workspace forbids.
 
 use std::time::UNIX_EPOCH;
 

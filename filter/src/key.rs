@@ -64,13 +64,16 @@ pub fn strip_port(address: &[u8]) -> &[u8] {
     }
 }
 
-/// `tag` + raw bytes, or `tag` `#` length and FNV-1a digest when the raw key is long.
+/// `tag` + raw bytes, or the upper-case `tag`, `#`, length and FNV-1a digest when the raw key
+/// is long. The digest gets its own tag so a short raw value that spells a digest (`#` + 16
+/// bytes) can never land in a long key's bucket.
 fn material(tag: u8, raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(MAX_KEY_BYTES.saturating_add(1));
-    out.push(tag);
     if raw.len() <= MAX_KEY_BYTES {
+        out.push(tag);
         out.extend_from_slice(raw);
     } else {
+        out.push(tag.to_ascii_uppercase());
         out.push(b'#');
         out.extend_from_slice(&u64::try_from(raw.len()).unwrap_or(u64::MAX).to_le_bytes());
         out.extend_from_slice(&fnv1a64(raw).to_le_bytes());
@@ -169,6 +172,25 @@ mod tests {
             BucketKey::from_header(Some(&exact)),
             BucketKey::Keyed([&b"h"[..], &exact].concat())
         );
+    }
+
+    #[test]
+    fn a_short_key_that_spells_a_digest_never_shares_a_long_keys_bucket() {
+        let long = vec![b'x'; MAX_KEY_BYTES + 1];
+        let BucketKey::Keyed(hashed) = BucketKey::from_header(Some(&long)) else {
+            panic!("expected a keyed bucket");
+        };
+        // A client sends the digest part itself (`#`, length, hash: 17 bytes) as its key.
+        let spoof = &hashed[1..];
+        assert!(spoof.len() <= MAX_KEY_BYTES);
+        assert_ne!(
+            BucketKey::from_header(Some(spoof)),
+            BucketKey::Keyed(hashed.clone())
+        );
+        let BucketKey::Keyed(address) = BucketKey::from_address(Some(&long)) else {
+            panic!("expected a keyed bucket");
+        };
+        assert_ne!(address, hashed, "header and address digests stay apart");
     }
 
     #[test]

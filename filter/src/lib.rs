@@ -54,6 +54,14 @@ impl RootContext for FilterRoot {
             Ok(config) => {
                 let policy = Policy::compile(&config);
                 let metrics = Metrics::define(&policy.metric_names);
+                if let Some(limit) = &policy.limit {
+                    shared::prepare(
+                        &mut HostStore,
+                        &limit.named_buckets(),
+                        &limit.rate,
+                        host::now_ns(),
+                    );
+                }
                 self.configured = Some(Rc::new(Configured { policy, metrics }));
                 true
             }
@@ -97,7 +105,7 @@ impl HttpContext for FilterHttp {
         let (policy, metrics) = (&configured.policy, &configured.metrics);
         metrics.bump(Counter::Requests);
         let Some(limit) = &policy.limit else {
-            counters(None).into_iter().for_each(|c| metrics.bump(c));
+            counters(None).for_each(|c| metrics.bump(c));
             return Action::Continue;
         };
         let key = match &limit.key {
@@ -117,9 +125,7 @@ impl HttpContext for FilterHttp {
             now,
         );
         let decision = decide(limit, &outcome);
-        counters(Some(&decision))
-            .into_iter()
-            .for_each(|c| metrics.bump(c));
+        counters(Some(&decision)).for_each(|c| metrics.bump(c));
         self.decision = Some(decision);
         if decision.verdict != Verdict::Limited {
             return Action::Continue;

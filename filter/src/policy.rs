@@ -45,6 +45,19 @@ pub struct Limit {
     pub keys: StoreKeys,
 }
 
+impl Limit {
+    /// The buckets with fixed names this policy uses, created by `shared::prepare` in
+    /// `on_configure`: the single bucket, or the missing-key and overflow buckets when keyed.
+    pub fn named_buckets(&self) -> Vec<&str> {
+        match self.key {
+            KeySource::None => vec![self.keys.single.as_str()],
+            KeySource::Header(_) | KeySource::ClientAddress => {
+                vec![self.keys.missing.as_str(), self.keys.overflow.as_str()]
+            }
+        }
+    }
+}
+
 /// Shared-data keys of one policy (see README: `hrl/v1/<namespace>/<name>/...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreKeys {

@@ -116,3 +116,18 @@ fn two_policies_never_share_shared_data_keys() {
     assert_eq!(a.missing, "hrl/v1/ns/a/m");
     assert_eq!(a.overflow, "hrl/v1/ns/a/o");
 }
+
+#[test]
+fn a_single_bucket_policy_prepares_one_bucket_and_a_keyed_one_its_missing_and_overflow_buckets() {
+    let single = Policy::compile(&fixture("minimal.json"))
+        .limit
+        .expect("rate limit");
+    assert_eq!(single.named_buckets(), vec![single.keys.single.as_str()]);
+    let keyed = Policy::compile(&fixture("full.json"))
+        .limit
+        .expect("rate limit");
+    assert_eq!(
+        keyed.named_buckets(),
+        vec!["hrl/v1/default/httpbin/m", "hrl/v1/default/httpbin/o"]
+    );
+}

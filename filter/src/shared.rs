@@ -46,6 +46,22 @@ struct Target {
     cas: u32,
 }
 
+/// Create the named buckets (full at `now_ns`) that do not exist yet; returns how many it
+/// created. Run from `on_configure`, before the worker serves requests: Envoy ignores the cas
+/// of a write to a missing key, so two workers whose first requests both found a bucket absent
+/// would each take a token from a fresh one. Once the entry exists every request-time write is
+/// a real compare-and-swap. An existing value, even an undecodable one, is left alone.
+pub fn prepare(store: &mut dyn SharedStore, names: &[&str], rate: &Rate, now_ns: u64) -> usize {
+    let full = Bucket::full(rate, now_ns).encode(b"");
+    let mut created: usize = 0;
+    for name in names {
+        if store.get(name).is_none() && store.set(name, &full, 0) == Written::Stored {
+            created = created.saturating_add(1);
+        }
+    }
+    created
+}
+
 /// Take one token for `key` at `now_ns`.
 pub fn take(
     store: &mut dyn SharedStore,

@@ -1,11 +1,11 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::*;
 use crate::limiter::NANOS_PER_TOKEN;
 
 /// Shared data with Envoy's semantics: every write gets a fresh cas; a non-zero cas must match
 /// an existing entry; writing a missing key always creates it.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct FakeStore {
     entries: HashMap<String, (Vec<u8>, u32)>,
     next_cas: u32,
@@ -35,6 +35,38 @@ impl SharedStore for FakeStore {
         self.entries
             .insert(key.to_string(), (value.to_vec(), self.next_cas));
         Written::Stored
+    }
+}
+
+/// A worker that read every key before another worker wrote: its first read of each key sees
+/// `before`; later reads and every write go to the live store.
+struct ReadBefore<'a> {
+    live: &'a mut FakeStore,
+    before: FakeStore,
+    read: HashSet<String>,
+}
+
+impl<'a> ReadBefore<'a> {
+    fn new(live: &'a mut FakeStore, before: FakeStore) -> ReadBefore<'a> {
+        ReadBefore {
+            live,
+            before,
+            read: HashSet::new(),
+        }
+    }
+}
+
+impl SharedStore for ReadBefore<'_> {
+    fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        if self.read.insert(key.to_string()) {
+            self.before.get(key)
+        } else {
+            self.live.get(key)
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Written {
+        self.live.set(key, value, cas)
     }
 }
 
@@ -94,16 +126,95 @@ fn running_out_of_attempts_allows_the_request_and_says_so() {
 }
 
 #[test]
-fn a_stale_cas_is_rejected_so_concurrent_takes_never_share_a_token() {
-    // Two workers read the same level; only one write can land, the other re-reads.
-    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 1));
+fn a_worker_that_read_before_another_wrote_retries_and_never_shares_a_token() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 2));
     assert!(take(&mut store, &keys, &rate, 10, &BucketKey::Single, 0).allowed);
-    store.set("hrl/v1/ns/p/b", &Bucket::full(&rate, 0).encode(b""), 0);
-    let (_, cas) = store.get("hrl/v1/ns/p/b").unwrap();
+    let before = store.clone();
+    // Worker A takes the last token; worker B read the level (one token) before A wrote.
     assert!(take(&mut store, &keys, &rate, 10, &BucketKey::Single, 0).allowed);
+    let late = take(
+        &mut ReadBefore::new(&mut store, before),
+        &keys,
+        &rate,
+        10,
+        &BucketKey::Single,
+        0,
+    );
+    assert!(
+        !late.allowed,
+        "B's stale cas fails, its re-read finds no token"
+    );
+    assert!(!late.exhausted);
+}
+
+#[test]
+fn prepared_buckets_admit_exactly_the_burst_when_first_requests_race() {
+    let (keys, rate) = (keys(), Rate::new(1, 1));
+    let race = |store: &mut FakeStore| {
+        let before = store.clone();
+        let first = take(store, &keys, &rate, 10, &BucketKey::Single, 0).allowed;
+        let second = take(
+            &mut ReadBefore::new(store, before),
+            &keys,
+            &rate,
+            10,
+            &BucketKey::Single,
+            0,
+        )
+        .allowed;
+        [first, second].iter().filter(|a| **a).count()
+    };
+    // Without `prepare` both workers find the bucket absent, and a write to an absent key
+    // cannot be conditional: both take a token from a fresh bucket.
+    assert_eq!(race(&mut FakeStore::default()), 2);
+    let mut store = FakeStore::default();
+    assert_eq!(prepare(&mut store, &[&keys.single], &rate, 0), 1);
+    assert_eq!(race(&mut store), 1);
+}
+
+#[test]
+fn prepare_keeps_buckets_that_already_exist() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 2));
+    assert!(take(&mut store, &keys, &rate, 10, &BucketKey::Missing, 0).allowed);
+    // Another worker configures later: the half-used bucket is not reset to full.
     assert_eq!(
-        store.set("hrl/v1/ns/p/b", &Bucket::full(&rate, 0).encode(b""), cas),
-        Written::Conflict
+        prepare(&mut store, &[&keys.missing, &keys.overflow], &rate, 0),
+        1
+    );
+    let outcome = take(&mut store, &keys, &rate, 10, &BucketKey::Missing, 0);
+    assert!(outcome.allowed);
+    assert_eq!(outcome.bucket.remaining(), 0);
+    assert!(store.entries.contains_key("hrl/v1/ns/p/o"));
+    assert_eq!(
+        prepare(&mut store, &[&keys.missing, &keys.overflow], &rate, 0),
+        0
+    );
+}
+
+#[test]
+fn over_a_simulated_minute_workers_admit_burst_plus_rate_times_sixty() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(3, 5));
+    prepare(&mut store, &[&keys.single], &rate, 0);
+    // One request every 7 ms (a step that divides no token period) from 0 to 60 s: ~143 req/s
+    // against 3 tokens/s, so every token is taken and integer nano-tokens lose nothing.
+    let mut admitted = 0;
+    let mut now = 0;
+    while now <= 60 * SECOND {
+        admitted += u64::from(take(&mut store, &keys, &rate, 10, &BucketKey::Single, now).allowed);
+        now += 7_000_000;
+    }
+    // 60 s = 8571 steps of 7 ms + 3 ms: the last request is at 59.997 s, one token short.
+    assert_eq!(admitted, 5 + 3 * 60 - 1);
+    assert!(
+        take(
+            &mut store,
+            &keys,
+            &rate,
+            10,
+            &BucketKey::Single,
+            60 * SECOND
+        )
+        .allowed
     );
 }
 
