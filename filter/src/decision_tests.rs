@@ -89,7 +89,7 @@ fn limited_local_reply_has_each_header_once_with_retry_after() {
 }
 
 #[test]
-fn draft03_values_for_allowed_and_limited_requests() {
+fn draft03_responses_carry_envoy_style_values_and_retry_after_when_limited() {
     let rl = RateLimit {
         rate_limit_headers: RateLimitHeaders::Draft03,
         ..RateLimit::new(1, 3)

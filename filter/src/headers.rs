@@ -154,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn ietf_headers_for_an_allowed_request() {
+    fn an_allowed_request_gets_the_ietf_policy_and_its_remaining_tokens() {
         let rate = Rate::new(2, 2);
         let style = HeaderStyle::compile(Family::Ietf, "httpbin", &rate);
         assert_eq!(
@@ -183,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn draft03_headers_for_allowed_and_limited_requests() {
+    fn draft03_headers_count_down_and_show_a_reset_only_when_empty() {
         let rate = Rate::new(5, 3);
         let style = HeaderStyle::compile(Family::Draft03, "x", &rate);
         assert_eq!(

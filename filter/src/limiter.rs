@@ -9,6 +9,11 @@ pub const NANOS_PER_TOKEN: u64 = 1_000_000_000;
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
 /// First byte of an encoded bucket; bump when the layout changes.
 const VERSION: u8 = 1;
+/// A clock up to this far behind a bucket's timestamp is a worker that read the time just before
+/// another worker wrote: nothing is credited and the later timestamp is kept. Further behind, the
+/// clock was stepped back (NTP, VM resume): the bucket re-anchors to it, or it would not refill
+/// until the clock caught up again, which may be hours.
+pub const MAX_CLOCK_LAG_NS: u64 = NANOS_PER_SECOND;
 /// Length of an encoded bucket without its owner key.
 pub const ENCODED_LEN: usize = 17;
 
@@ -71,14 +76,20 @@ impl Bucket {
         }
     }
 
-    /// The bucket refilled up to `now_ns`. A clock that went backwards adds nothing and keeps
-    /// the later timestamp, so the same interval is never credited twice.
+    /// The bucket refilled up to `now_ns`. A clock that went backwards adds nothing; within
+    /// `MAX_CLOCK_LAG_NS` it keeps the later timestamp, so the same interval is never credited
+    /// twice; further back it re-anchors to `now_ns` (see `is_reanchored`).
     pub fn refilled(self, rate: &Rate, now_ns: u64) -> Bucket {
         let capacity = rate.capacity();
         let Some(elapsed) = now_ns.checked_sub(self.updated_ns) else {
+            let stepped_back = self.updated_ns.abs_diff(now_ns) > MAX_CLOCK_LAG_NS;
             return Bucket {
                 tokens: self.tokens.min(capacity),
-                updated_ns: self.updated_ns,
+                updated_ns: if stepped_back {
+                    now_ns
+                } else {
+                    self.updated_ns
+                },
             };
         };
         let added = elapsed.saturating_mul(rate.per_second);
@@ -86,6 +97,12 @@ impl Bucket {
             tokens: self.tokens.saturating_add(added).min(capacity),
             updated_ns: now_ns,
         }
+    }
+
+    /// Whether `later`, computed from this bucket, moved its timestamp back (a stepped-back
+    /// clock): time will not recompute that, so it must be stored even when nothing was taken.
+    pub fn is_reanchored(self, later: &Bucket) -> bool {
+        later.updated_ns < self.updated_ns
     }
 
     /// Whether the bucket is back at capacity at `now_ns` (its owner is idle).
@@ -240,11 +257,17 @@ mod tests {
             tokens: NANOS_PER_TOKEN,
             updated_ns: 10 * SECOND,
         };
-        let back = bucket.refilled(&rate, 2 * SECOND);
+        // A worker whose clock read lags another's write: nothing credited, timestamp kept.
+        let back = bucket.refilled(&rate, 10 * SECOND - MAX_CLOCK_LAG_NS);
         assert_eq!(back, bucket);
+        assert!(!bucket.is_reanchored(&back));
         // Coming forward again credits only time after the latest timestamp.
         let forward = back.refilled(&rate, 11 * SECOND);
         assert_eq!(forward.tokens, 2 * NANOS_PER_TOKEN);
+        // However far back the clock goes, the level never grows.
+        for now in [0, SECOND, 9 * SECOND, 10 * SECOND - 1] {
+            assert_eq!(bucket.refilled(&rate, now).tokens, NANOS_PER_TOKEN);
+        }
         assert!(
             !Bucket {
                 tokens: 0,
@@ -253,6 +276,22 @@ mod tests {
             .take(&rate, 0)
             .allowed
         );
+    }
+
+    #[test]
+    fn a_clock_stepped_back_a_long_way_refills_again_from_the_new_time() {
+        let rate = Rate::new(1, 5);
+        let empty = Bucket {
+            tokens: 0,
+            updated_ns: 3600 * SECOND,
+        };
+        // The host clock is stepped back an hour: the bucket re-anchors without gaining a token...
+        let stepped = empty.refilled(&rate, 10 * SECOND);
+        assert_eq!(stepped.tokens, 0);
+        assert!(empty.is_reanchored(&stepped));
+        assert!(!empty.take(&rate, 10 * SECOND).allowed);
+        // ...and one second later it has the token that second earned, not an hour from now.
+        assert!(stepped.take(&rate, 11 * SECOND).allowed);
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub fn take(
             overflow: false,
         };
         // A refused take changes nothing that time would not recompute: no write.
-        if !take.allowed {
+        if !take.allowed && !target.bucket.is_reanchored(&take.bucket) {
             return outcome;
         }
         let value = take.bucket.encode(owner);
@@ -123,7 +123,7 @@ fn take_named(store: &mut dyn SharedStore, key: &str, rate: &Rate, now_ns: u64) 
             exhausted: false,
             overflow: false,
         };
-        if !take.allowed {
+        if !take.allowed && !bucket.is_reanchored(&take.bucket) {
             return outcome;
         }
         if store.set(key, &take.bucket.encode(b""), cas) == Written::Stored {

@@ -378,3 +378,18 @@ fn a_worker_with_an_earlier_clock_cannot_mint_tokens_in_shared_data() {
     );
     assert!(take(&mut store, &keys, &rate, 10, &BucketKey::Single, 6 * SECOND).allowed);
 }
+
+#[test]
+fn after_the_host_clock_steps_back_an_empty_bucket_refills_within_seconds_not_hours() {
+    let (mut store, keys, rate) = (FakeStore::default(), keys(), Rate::new(1, 1));
+    let hour = 3600 * SECOND;
+    for key in [BucketKey::Single, keyed("k")] {
+        assert!(take(&mut store, &keys, &rate, 10, &key, hour).allowed);
+        // The clock steps back an hour: the limited request still stores the new anchor...
+        assert!(!take(&mut store, &keys, &rate, 10, &key, 10 * SECOND).allowed);
+        assert!(!take(&mut store, &keys, &rate, 10, &key, 11 * SECOND - 1).allowed);
+        // ...so one second of the new clock earns the next token.
+        assert!(take(&mut store, &keys, &rate, 10, &key, 11 * SECOND).allowed);
+        assert!(!take(&mut store, &keys, &rate, 10, &key, 11 * SECOND).allowed);
+    }
+}
