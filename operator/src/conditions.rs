@@ -155,3 +155,83 @@ pub fn merge(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(seconds: i64) -> Time {
+        Time(Timestamp::from_second(seconds).unwrap_or(Timestamp::UNIX_EPOCH))
+    }
+
+    fn find<'a>(conditions: &'a [Condition], type_: &str) -> &'a Condition {
+        conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .expect("condition present")
+    }
+
+    #[test]
+    fn last_transition_time_is_kept_while_the_status_does_not_change() {
+        let first = merge(
+            &[],
+            &desired(&Outcome::ApplyFailed("a".into()), "wp"),
+            Some(1),
+            &at(10),
+        );
+        let second = merge(
+            &first,
+            &desired(&Outcome::ApplyFailed("b".into()), "wp"),
+            Some(2),
+            &at(20),
+        );
+        let ready = find(&second, READY);
+        assert_eq!(ready.last_transition_time, at(10));
+        assert_eq!(ready.observed_generation, Some(2));
+        assert!(ready.message.ends_with(": b"), "{}", ready.message);
+    }
+
+    #[test]
+    fn last_transition_time_moves_when_the_status_changes() {
+        let failed = merge(
+            &[],
+            &desired(&Outcome::IstioNotInstalled, "wp"),
+            Some(1),
+            &at(10),
+        );
+        let applied = merge(&failed, &desired(&Outcome::Applied, "wp"), Some(1), &at(20));
+        assert_eq!(find(&applied, READY).last_transition_time, at(20));
+        assert_eq!(find(&applied, ACCEPTED).last_transition_time, at(10));
+    }
+
+    #[test]
+    fn conditions_of_other_types_are_kept() {
+        let foreign = Condition {
+            type_: "Audited".into(),
+            status: "True".into(),
+            reason: "Fine".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: at(1),
+        };
+        let merged = merge(
+            std::slice::from_ref(&foreign),
+            &desired(&Outcome::Applied, "wp"),
+            None,
+            &at(2),
+        );
+        assert_eq!(merged.len(), 4);
+        assert_eq!(find(&merged, "Audited"), &foreign);
+    }
+
+    #[test]
+    fn ready_carries_the_programmed_reason_when_not_ready() {
+        let [_, programmed, ready] = desired(&Outcome::IstioNotInstalled, "wp");
+        assert_eq!(
+            (ready.status, ready.reason),
+            (false, reason::ISTIO_NOT_INSTALLED)
+        );
+        assert_eq!(ready.message, programmed.message);
+    }
+}

@@ -11,4 +11,5 @@ pub mod plan;
 pub mod rbac;
 pub mod render;
 pub mod run;
+mod target;
 pub mod wasm_plugin;

@@ -18,7 +18,8 @@ use crate::crd::{
     FailurePolicy, HeaderRateLimit, HeaderRateLimitSpec, KeyType, MAX_HEADER_NAME_BYTES, Phase,
     RateLimitHeadersSpec, RateLimitSpec,
 };
-use crate::wasm_plugin::{PolicyTargetReference, Selector, WasmPlugin, WasmPluginSpec};
+use crate::target::target;
+use crate::wasm_plugin::{WasmPlugin, WasmPluginSpec};
 
 /// Field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "hrl-operator";
@@ -63,7 +64,7 @@ pub struct InvalidSpec {
     pub rule: String,
 }
 
-fn invalid(field: impl Into<String>, rule: impl Into<String>) -> InvalidSpec {
+pub(crate) fn invalid(field: impl Into<String>, rule: impl Into<String>) -> InvalidSpec {
     InvalidSpec {
         field: field.into(),
         rule: rule.into(),
@@ -167,81 +168,6 @@ fn namespace(hrl: &HeaderRateLimit) -> String {
     hrl.namespace().unwrap_or_else(|| "default".into())
 }
 
-fn target(
-    spec: &HeaderRateLimitSpec,
-) -> Result<(Option<Selector>, Option<Vec<PolicyTargetReference>>), InvalidSpec> {
-    match (&spec.selector, &spec.target_refs) {
-        (Some(selector), None) => {
-            let labels = &selector.match_labels;
-            if labels.is_empty() {
-                return Err(invalid(
-                    "spec.selector.matchLabels",
-                    "must not be empty (an empty selector would cover every workload in the namespace)",
-                ));
-            }
-            for (key, value) in labels {
-                let field = format!("spec.selector.matchLabels[{key:?}]");
-                if key.is_empty() || key.contains('*') || key.len() > 317 {
-                    return Err(invalid(field, "must be a label key"));
-                }
-                if !is_label_value(value) {
-                    return Err(invalid(
-                        field,
-                        "must be a label value (at most 63 characters: a-z, A-Z, 0-9, '-', '_', '.')",
-                    ));
-                }
-            }
-            Ok((
-                Some(Selector {
-                    match_labels: labels.clone(),
-                }),
-                None,
-            ))
-        }
-        (None, Some(refs)) => {
-            if refs.is_empty() || refs.len() > 16 {
-                return Err(invalid(
-                    "spec.targetRefs",
-                    "must have between 1 and 16 items",
-                ));
-            }
-            let mut out = Vec::with_capacity(refs.len());
-            for (i, r) in refs.iter().enumerate() {
-                if r.group != "gateway.networking.k8s.io" || r.kind != "Gateway" {
-                    return Err(invalid(
-                        format!("spec.targetRefs[{i}]"),
-                        "must be a Gateway (group gateway.networking.k8s.io, kind Gateway)",
-                    ));
-                }
-                if r.name.is_empty() || r.name.len() > 253 {
-                    return Err(invalid(
-                        format!("spec.targetRefs[{i}].name"),
-                        "must be 1 to 253 characters",
-                    ));
-                }
-                out.push(PolicyTargetReference {
-                    group: r.group.clone(),
-                    kind: r.kind.clone(),
-                    name: r.name.clone(),
-                });
-            }
-            Ok((None, Some(out)))
-        }
-        _ => Err(invalid(
-            "spec",
-            "exactly one of selector or targetRefs must be set",
-        )),
-    }
-}
-
-fn is_label_value(v: &str) -> bool {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    v.len() <= 63
-        && v.chars().all(ok_char)
-        && v.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
-        && v.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
-}
-
 fn header_name(field: &str, name: &str) -> Result<(), InvalidSpec> {
     check_header_name(name).map_err(|rule| invalid(field, rule))?;
     if name.len() > MAX_HEADER_NAME_BYTES {
@@ -276,7 +202,13 @@ fn removed(spec: &HeaderRateLimitSpec) -> Result<Vec<String>, InvalidSpec> {
         return Err(invalid("spec.removeHeaders", rule));
     }
     for (i, name) in spec.remove_headers.iter().enumerate() {
-        header_name(&format!("spec.removeHeaders[{i}]"), name)?;
+        let field = format!("spec.removeHeaders[{i}]");
+        header_name(&field, name)?;
+        if spec.headers.contains_key(name) {
+            let rule =
+                format!("{name:?} is also in spec.headers: a header is either set or removed");
+            return Err(invalid(field, rule));
+        }
     }
     Ok(spec.remove_headers.clone())
 }

@@ -121,7 +121,8 @@ async fn controller(
         namespace = scope.as_deref().unwrap_or("(all)"),
         "starting controller"
     );
-    Controller::new(hrls, watcher::Config::default())
+    // any_semantic: the initial list is served from the API server's watch cache (cheap at scale).
+    Controller::new(hrls, watcher::Config::default().any_semantic())
         .owns_stream(owned)
         .reconcile_all_on(recovered)
         .with_config(Config::default().concurrency(CONCURRENCY))
@@ -139,5 +140,10 @@ async fn controller(
 fn watcher(
     api: Api<WasmPlugin>,
 ) -> impl futures::Stream<Item = watcher::Result<Event<WasmPlugin>>> {
-    watcher::watcher(api, watcher::Config::default().labels(MANAGED_BY_SELECTOR))
+    watcher::watcher(
+        api,
+        watcher::Config::default()
+            .labels(MANAGED_BY_SELECTOR)
+            .any_semantic(),
+    )
 }

@@ -226,7 +226,7 @@ fn each_invalid_spec_names_its_field_and_plans_no_wasm_plugin() {
         (format!("{SELECTOR}headers: {{host: x}}"), "spec.headers[\"host\"]: must not be a framing or hop-by-hop header".into()),
         (format!("{SELECTOR}removeHeaders: [Server]"), format!("spec.removeHeaders[0]: {token}")),
         (format!("{SELECTOR}removeHeaders: [content-length]"), "spec.removeHeaders[0]: must not be a framing or hop-by-hop header".into()),
-        (format!("{SELECTOR}headers: {{x-a: b}}\nremoveHeaders: [x-a]"), "spec.removeHeaders[0]: \"x-a\" is also in responseHeaders: a header is either set or removed".into()),
+        (format!("{SELECTOR}headers: {{x-a: b}}\nremoveHeaders: [x-a]"), "spec.removeHeaders[0]: \"x-a\" is also in spec.headers: a header is either set or removed".into()),
         (format!("{SELECTOR}rateLimit: {{tokensPerSecond: 0}}"), "spec.rateLimit.tokensPerSecond: must be at least 1".into()),
         (format!("{SELECTOR}rateLimit: {{tokensPerSecond: 2000000}}"), "spec.rateLimit.tokensPerSecond: must be at most 1000000".into()),
         (format!("{SELECTOR}rateLimit: {{tokensPerSecond: 1, burst: 0}}"), "spec.rateLimit.burst: must be at least 1".into()),
