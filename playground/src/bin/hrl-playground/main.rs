@@ -1,1 +1,162 @@
-fn main() {}
+//! `hrl-playground`: try a HeaderRateLimit on a laptop. Renders the policy file's pluginConfig
+//! with the operator's own code, runs the filter module in N worker VMs on the playground host,
+//! and serves HTTP/1.1 on loopback in front of an upstream (a built-in echo by default).
+
+mod pool;
+mod server;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use hrl_playground::{Clock, Host, LogLevel, Module, Plugin};
+use hrl_plugin_config::PluginConfig;
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(name = "hrl-playground", version, about)]
+struct Args {
+    /// HeaderRateLimit YAML (the file you would `kubectl apply`; several documents = a chain).
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// Address to serve HTTP/1.1 on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Upstream base URL (`http://host:port`); default: the built-in echo upstream.
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// The filter module.
+    #[arg(long, value_name = "FILE", default_value = "dist/plugin.wasm")]
+    module: PathBuf,
+    /// Worker VMs (Envoy runs one per worker thread; they share one bucket).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Lowest module log level printed: trace, debug, info, warn, error, critical.
+    #[arg(long, default_value = "info", value_parser = parse_level)]
+    log_level: LogLevel,
+}
+
+fn parse_level(level: &str) -> Result<LogLevel, String> {
+    Ok(match level {
+        "trace" => LogLevel::Trace,
+        "debug" => LogLevel::Debug,
+        "info" => LogLevel::Info,
+        "warn" => LogLevel::Warn,
+        "error" => LogLevel::Error,
+        "critical" => LogLevel::Critical,
+        other => return Err(format!("unknown log level {other:?}")),
+    })
+}
+
+/// Reads the policy file and renders each HeaderRateLimit's pluginConfig (operator code).
+fn load_policies(path: &Path) -> Result<Vec<PluginConfig>> {
+    let yaml = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))?;
+    let documents = hrl_operator::render::parse_documents(&yaml)
+        .with_context(|| format!("invalid HeaderRateLimit in {}", path.display()))?;
+    if documents.is_empty() {
+        bail!("{}: no HeaderRateLimit in the file", path.display());
+    }
+    documents
+        .iter()
+        .map(|hrl| {
+            hrl_operator::plan::plugin_config(hrl)
+                .with_context(|| format!("invalid HeaderRateLimit in {}", path.display()))
+        })
+        .collect()
+}
+
+fn load_module(path: &Path) -> Result<Module> {
+    if !path.is_file() {
+        bail!(
+            "filter module {} not found: build it with `make filter` (or pass --module FILE)",
+            path.display()
+        );
+    }
+    Module::from_file(path).with_context(|| format!("cannot load {}", path.display()))
+}
+
+fn describe(config: &PluginConfig) -> String {
+    let mut out = format!("  policy {}\n", config.policy);
+    for header in &config.response_headers {
+        out.push_str(&format!(
+            "    set header    {}: {}\n",
+            header.name, header.value
+        ));
+    }
+    for name in &config.remove_response_headers {
+        out.push_str(&format!("    remove header {name}\n"));
+    }
+    match &config.rate_limit {
+        None => out.push_str("    no rate limit (headers only)\n"),
+        Some(limit) => out.push_str(&format!(
+            "    rate limit    {}/s, burst {}, key {:?}, status {}, headers {:?}{}\n",
+            limit.tokens_per_second,
+            limit.burst,
+            limit.key,
+            limit.status_code,
+            limit.rate_limit_headers,
+            if limit.enforce {
+                ""
+            } else {
+                ", DRY RUN (enforce: false)"
+            }
+        )),
+    }
+    out
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let configs = load_policies(&args.policy)?;
+    let module = load_module(&args.module)?;
+    let mut builder = Host::builder(&module)
+        .workers(args.workers)
+        .clock(Clock::system())
+        .log_level(args.log_level)
+        .echo_logs(true);
+    for config in &configs {
+        let json = config.to_json().context("cannot serialize pluginConfig")?;
+        builder = builder.plugin(Plugin::new(
+            &config.policy.replace('/', "."),
+            json.into_bytes(),
+        ));
+    }
+    let host = builder.build().context("the filter did not start")?;
+    let upstream = upstream::Upstream::parse(args.upstream.as_deref())?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async move {
+        let listener = server::bind(args.listen).await?;
+        let address = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
+        println!(
+            "hrl-playground: module {} ({} workers)",
+            args.module.display(),
+            args.workers
+        );
+        println!(
+            "hrl-playground: {} ({} policies)",
+            args.policy.display(),
+            configs.len()
+        );
+        for config in &configs {
+            print!("{}", describe(config));
+        }
+        println!("hrl-playground: upstream {upstream}");
+        println!("hrl-playground: listening on http://{address}");
+        let (shared, workers) = host.into_parts();
+        let pool = pool::Pool::start(workers);
+        server::serve(listener, pool, upstream, shared).await
+    })
+}

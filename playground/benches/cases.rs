@@ -1,0 +1,98 @@
+//! The benchmark cases, shared by the wall-time bench (`stream`) and the fuel bench (`fuel`).
+#![allow(clippy::panic)] // a bench without its module fails loudly
+
+use hrl_playground::{Clock, Host, Module, Plugin, Request};
+use hrl_plugin_config::{Key, PluginConfig};
+
+#[path = "../tests/common/mod.rs"]
+pub mod common;
+
+/// One scenario: a module with a plugin configuration.
+#[derive(Debug)]
+pub struct Case {
+    pub name: &'static str,
+    /// `None`: the do-nothing module.
+    pub config: Option<PluginConfig>,
+    /// Keep the clock still so the bucket stays empty (the 429 local-reply path).
+    pub frozen: bool,
+}
+
+pub fn cases() -> Vec<Case> {
+    let seed = common::seed_config();
+    let headers_only = PluginConfig {
+        rate_limit: None,
+        ..seed.clone()
+    };
+    let mut per_key = seed.clone();
+    if let Some(rate_limit) = per_key.rate_limit.as_mut() {
+        rate_limit.key = Key::Header("x-api-key".into());
+    }
+    vec![
+        Case {
+            name: "noop",
+            config: None,
+            frozen: false,
+        },
+        Case {
+            name: "headers_only",
+            config: Some(headers_only),
+            frozen: false,
+        },
+        Case {
+            name: "global_bucket_ietf",
+            config: Some(seed.clone()),
+            frozen: false,
+        },
+        Case {
+            name: "per_key_header",
+            config: Some(per_key),
+            frozen: false,
+        },
+        Case {
+            name: "global_bucket_limited_429",
+            config: Some(seed),
+            frozen: true,
+        },
+    ]
+}
+
+/// A host with one worker for the case; `metered` counts fuel.
+pub fn host(case: &Case, metered: bool) -> Host {
+    let bytes_of = |env: &str, file: &str, target: &str| {
+        let path = common::module_path(env, file, target);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    };
+    let (bytes, plugin) = match &case.config {
+        None => (
+            bytes_of("HRL_NOOP_WASM", "noop.wasm", "noop"),
+            Plugin::new("noop", b"{}".to_vec()),
+        ),
+        Some(config) => (
+            bytes_of("HRL_FILTER_WASM", "plugin.wasm", "filter"),
+            common::plugin(config),
+        ),
+    };
+    let module = if metered {
+        Module::compile_metered(&bytes)
+    } else {
+        Module::compile(&bytes)
+    };
+    let module = module.unwrap_or_else(|e| panic!("compile: {e}"));
+    Host::builder(&module)
+        .plugin(plugin)
+        .clock(Clock::manual())
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name))
+}
+
+/// The requests every case sends, in a cycle: the same for all, so differences are the filter's.
+pub fn requests() -> Vec<Request> {
+    (0..1000)
+        .map(|i| {
+            Request::get("/headers")
+                .with_header("user-agent", "bench/1.0")
+                .with_header("accept", "*/*")
+                .with_header("x-api-key", &format!("key-{i}"))
+        })
+        .collect()
+}
