@@ -68,15 +68,29 @@ pub async fn reconcile(hrl: Arc<HeaderRateLimit>, ctx: Arc<Context>) -> Result<A
     ctx.metrics
         .duration
         .observe(started.elapsed().as_secs_f64());
-    if result.is_ok()
-        && let Ok(mut failures) = ctx.failures.lock()
-    {
-        failures.remove(&key(&hrl));
+    match result {
+        // Istio missing: retried per object with the same bounded backoff as errors (the
+        // WasmPlugin watch also reconciles everything once the CRD appears).
+        Ok(Retry::Backoff) => Ok(Action::requeue(backoff(next_attempt(&ctx, &hrl)))),
+        Ok(Retry::Done) => {
+            if let Ok(mut failures) = ctx.failures.lock() {
+                failures.remove(&key(&hrl));
+            }
+            Ok(Action::await_change())
+        }
+        Err(error) => Err(error),
     }
-    result
 }
 
-async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Action, Error> {
+/// What to do after a reconciliation that did not fail.
+enum Retry {
+    /// Converged (or invalid: waits for a spec change).
+    Done,
+    /// Not converged for a reason outside our control: try again after the backoff.
+    Backoff,
+}
+
+async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, Error> {
     let namespace = hrl.namespace().unwrap_or_default();
     let name = hrl.name_any();
     if !ctx.store_waited.load(Ordering::Relaxed) {
@@ -153,9 +167,8 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Action,
     .await;
     match apply_error {
         Some(error) => Err(Error::ApplyWasmPlugin(error)),
-        // IstioNotInstalled is not polled per object: the WasmPlugin watch retries with
-        // backoff and reconciles everything once the CRD appears.
-        None => Ok(Action::await_change()),
+        None if outcome == Outcome::IstioNotInstalled => Ok(Retry::Backoff),
+        None => Ok(Retry::Done),
     }
 }
 
@@ -248,17 +261,21 @@ async fn publish_event(
 
 /// Retry with exponential backoff per object: 5s, 10s, 20s, ... up to 5 minutes.
 pub fn error_policy(hrl: Arc<HeaderRateLimit>, error: &Error, ctx: Arc<Context>) -> Action {
-    let attempts = match ctx.failures.lock() {
+    let delay = backoff(next_attempt(&ctx, &hrl));
+    tracing::warn!(namespace = %hrl.namespace().unwrap_or_default(), name = %hrl.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Counts one more consecutive failure of `hrl`; returns the count (at least 1).
+fn next_attempt(ctx: &Context, hrl: &HeaderRateLimit) -> u32 {
+    match ctx.failures.lock() {
         Ok(mut failures) => {
-            let n = failures.entry(key(&hrl)).or_insert(0);
+            let n = failures.entry(key(hrl)).or_insert(0);
             *n = n.saturating_add(1);
             *n
         }
         Err(_) => 1,
-    };
-    let delay = backoff(attempts);
-    tracing::warn!(namespace = %hrl.namespace().unwrap_or_default(), name = %hrl.name_any(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    }
 }
 
 /// The retry delay after `attempts` consecutive failures.

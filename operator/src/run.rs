@@ -5,7 +5,8 @@
 //! `owns` would feed 404 errors into the controller's shared trigger backoff and slow down the
 //! HeaderRateLimit watch as well. Ours retries with its own backoff, swallows the errors, and
 //! when it recovers (the CRD appeared) it triggers one reconciliation of every
-//! HeaderRateLimit, so the operator converges without a restart and without polling per object.
+//! HeaderRateLimit, so the operator converges without a restart (objects marked
+//! `IstioNotInstalled` are also requeued with bounded per-object backoff by `reconcile`).
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -51,8 +51,13 @@ fn desired(hrl: &HeaderRateLimit) -> WasmPlugin {
 }
 
 /// `hrl` with the status a previous successful reconcile wrote.
-fn already_ready(mut hrl: HeaderRateLimit) -> HeaderRateLimit {
-    let desired = conditions::desired(&Outcome::Applied, "hrl-web");
+fn already_ready(hrl: HeaderRateLimit) -> HeaderRateLimit {
+    with_status(hrl, &Outcome::Applied)
+}
+
+/// `hrl` with the status a previous reconcile that ended in `outcome` wrote.
+fn with_status(mut hrl: HeaderRateLimit, outcome: &Outcome) -> HeaderRateLimit {
+    let desired = conditions::desired(outcome, "hrl-web");
     let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
     hrl.status = Some(HeaderRateLimitStatus {
         observed_generation: Some(3),
@@ -62,7 +67,18 @@ fn already_ready(mut hrl: HeaderRateLimit) -> HeaderRateLimit {
     hrl
 }
 
+type Failures = Arc<Mutex<HashMap<(String, String), u32>>>;
+
 fn context(client: Client, existing: Option<WasmPlugin>) -> Arc<Context> {
+    context_sharing(client, existing, Failures::default())
+}
+
+/// A context whose per-object failure counts are `failures` (shared across reconciles).
+fn context_sharing(
+    client: Client,
+    existing: Option<WasmPlugin>,
+    failures: Failures,
+) -> Arc<Context> {
     let (store, mut writer) = reflector::store();
     if let Some(wp) = existing {
         writer.apply_watcher_event(&Event::Apply(wp));
@@ -79,7 +95,7 @@ fn context(client: Client, existing: Option<WasmPlugin>) -> Arc<Context> {
         settings: Settings::default(),
         wasm_plugins: store,
         metrics: Arc::new(Metrics::default()),
-        failures: Arc::new(Mutex::new(HashMap::new())),
+        failures,
         store_waited: Arc::new(AtomicBool::new(true)),
     })
 }
@@ -218,8 +234,18 @@ async fn run(
     existing: Option<WasmPlugin>,
     script: Vec<Exchange>,
 ) -> Result<Action, Error> {
+    run_sharing(hrl, existing, script, Failures::default()).await
+}
+
+/// `run`, keeping the per-object failure counts in `failures` (to see backoff grow).
+async fn run_sharing(
+    hrl: HeaderRateLimit,
+    existing: Option<WasmPlugin>,
+    script: Vec<Exchange>,
+    failures: Failures,
+) -> Result<Action, Error> {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = context(Client::new(service, "default"), existing);
+    let ctx = context_sharing(Client::new(service, "default"), existing, failures);
     let (result, mut handle) =
         tokio::join!(reconcile(Arc::new(hrl), ctx.clone()), serve(handle, script));
     drop(ctx);
@@ -294,8 +320,9 @@ async fn an_invalid_spec_applies_nothing_and_sets_accepted_false_invalid() {
 }
 
 #[tokio::test]
-async fn a_missing_istio_crd_sets_istio_not_installed_without_polling() {
+async fn a_missing_istio_crd_sets_istio_not_installed_and_requeues_with_bounded_backoff() {
     let hrl = valid();
+    let failures = Failures::default();
     let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "the server could not find the requested resource", "reason": "NotFound", "code": 404});
     let missing = [
         ("Accepted", "True", "Accepted"),
@@ -307,9 +334,48 @@ async fn a_missing_istio_crd_sets_istio_not_installed_without_polling() {
         apply_status(missing, None),
         event("Warning", "IstioNotInstalled"),
     ];
-    // No requeue: the WasmPlugin watch's recovery reconciles everything once the CRD appears.
-    let action = run(hrl, None, script).await.expect("reconciled");
+    let action = run_sharing(hrl.clone(), None, script, failures.clone())
+        .await
+        .expect("reconciled");
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+
+    // The retry finds Istio still missing: same status (no status patch, no event), longer wait.
+    let seen = with_status(hrl.clone(), &Outcome::IstioNotInstalled);
+    let not_found_again = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "the server could not find the requested resource", "reason": "NotFound", "code": 404});
+    let script = vec![apply_wp(
+        wp_json(&desired(&hrl)),
+        StatusCode::NOT_FOUND,
+        not_found_again,
+    )];
+    let action = run_sharing(seen, None, script, failures.clone())
+        .await
+        .expect("reconciled");
+    assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+
+    // The wait is bounded however long Istio stays missing.
+    failures
+        .lock()
+        .expect("lock")
+        .insert(("default".into(), "web".into()), 40);
+    let boom = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "gone", "reason": "NotFound", "code": 404});
+    let script = vec![apply_wp(
+        wp_json(&desired(&hrl)),
+        StatusCode::NOT_FOUND,
+        boom,
+    )];
+    let seen = with_status(hrl.clone(), &Outcome::IstioNotInstalled);
+    let action = run_sharing(seen, None, script, failures.clone())
+        .await
+        .expect("reconciled");
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+
+    // Once Istio is there and the plugin is applied, the count starts over.
+    let ready = already_ready(hrl.clone());
+    let action = run_sharing(ready, Some(desired(&hrl)), vec![], failures.clone())
+        .await
+        .expect("reconciled");
     assert_eq!(action, Action::await_change());
+    assert!(failures.lock().expect("lock").is_empty());
 }
 
 #[tokio::test]
