@@ -8,7 +8,7 @@
 //! HeaderRateLimit, so the operator converges without a restart (objects marked
 //! `IstioNotInstalled` are also requeued with bounded per-object backoff by `reconcile`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -54,12 +54,7 @@ pub async fn run(
             instance: Some(config.instance.clone()),
         },
     );
-    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
-        vec![None]
-    } else {
-        config.namespaces.iter().cloned().map(Some).collect()
-    };
-    let controllers = scopes.into_iter().map(|scope| {
+    let controllers = scopes(&config.namespaces).into_iter().map(|scope| {
         let ctx = Context {
             client: client.clone(),
             settings: config.settings.clone(),
@@ -72,6 +67,22 @@ pub async fn run(
         controller(ctx, scope, shutdown.clone())
     });
     futures::future::join_all(controllers).await;
+}
+
+/// PURE: the watched scopes for `--namespaces`: each listed namespace once (trimmed, empty
+/// entries dropped), or `[None]` (all namespaces) when none is left. A namespace listed twice
+/// (`a,a` or `a, a`) must not get two controllers that both write its objects.
+pub fn scopes(namespaces: &[String]) -> Vec<Option<String>> {
+    let listed: BTreeSet<&str> = namespaces
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if listed.is_empty() {
+        vec![None]
+    } else {
+        listed.into_iter().map(|n| Some(n.to_string())).collect()
+    }
 }
 
 async fn controller(
@@ -147,4 +158,27 @@ fn watcher(
             .labels(MANAGED_BY_SELECTOR)
             .any_semantic(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn no_namespaces_watch_all_namespaces() {
+        assert_eq!(scopes(&[]), vec![None]);
+        assert_eq!(scopes(&names(&["", " "])), vec![None]);
+    }
+
+    #[test]
+    fn each_listed_namespace_gets_one_controller_even_when_repeated_or_padded() {
+        assert_eq!(
+            scopes(&names(&["b", " a", "a", "b ", ""])),
+            vec![Some("a".to_string()), Some("b".to_string())]
+        );
+    }
 }
