@@ -140,9 +140,14 @@ fn draft03_headers_are_plain_integers() {
         .map(|r| r.header_all("x-ratelimit-remaining"))
         .collect();
     assert_eq!(remaining, vec![vec!["1"], vec!["0"], vec!["0"]]);
+    // Like Envoy's local rate limit filter: reset is 0 while a token is available.
+    let reset: Vec<Vec<&str>> = responses
+        .iter()
+        .map(|r| r.header_all("x-ratelimit-reset"))
+        .collect();
+    assert_eq!(reset, vec![vec!["0"], vec!["1"], vec!["1"]]);
     for response in &responses {
         assert_eq!(response.header_all("x-ratelimit-limit"), vec!["2"]);
-        assert_eq!(response.header_all("x-ratelimit-reset"), vec!["1"]);
         assert_eq!(response.header("ratelimit"), None);
     }
     assert_eq!(responses[2].status, 429);

@@ -48,8 +48,13 @@ fn map_mut(state: &mut VmState, kind: u32) -> Option<&mut Headers> {
     }
 }
 
-fn key(data: &[u8], ptr: u32, len: u32) -> Option<String> {
-    slice(data, ptr, len).map(|bytes| lossy(bytes).to_ascii_lowercase())
+/// Header names are stored lowercase; keys are compared without allocating.
+fn same_name(stored: &str, key: &[u8]) -> bool {
+    stored.as_bytes().eq_ignore_ascii_case(key)
+}
+
+fn lowercase_name(key: &[u8]) -> String {
+    lossy(key).to_ascii_lowercase()
 }
 
 fn get_header_map_pairs(
@@ -98,14 +103,14 @@ fn get_header_map_value(
     size_ptr: u32,
 ) -> Result<u32> {
     let found = with_memory(&mut caller, |data, state| {
-        let Some(name) = key(data, key_ptr, key_size) else {
+        let Some(name) = slice(data, key_ptr, key_size) else {
             return Err(status::INVALID_MEMORY_ACCESS);
         };
         let Some(headers) = map(state, kind) else {
             return Err(status::BAD_ARGUMENT);
         };
         // Envoy returns the first value only.
-        match headers.iter().position(|(n, _)| *n == name) {
+        match headers.iter().position(|(n, _)| same_name(n, name)) {
             Some(index) => Ok((index, headers[index].1.len())),
             None => Err(status::NOT_FOUND),
         }
@@ -127,23 +132,23 @@ fn edit_header(
     key_ptr: u32,
     key_size: u32,
     value: Option<(u32, u32)>,
-    edit: fn(&mut Headers, String, String),
+    edit: fn(&mut Headers, &[u8], &str),
 ) -> Result<u32> {
     with_memory(&mut caller, |data, state| {
-        let Some(name) = key(data, key_ptr, key_size) else {
+        let Some(name) = slice(data, key_ptr, key_size) else {
             return status::INVALID_MEMORY_ACCESS;
         };
         let value = match value {
             Some((ptr, len)) => match slice(data, ptr, len) {
-                Some(bytes) => lossy(bytes),
+                Some(bytes) => String::from_utf8_lossy(bytes),
                 None => return status::INVALID_MEMORY_ACCESS,
             },
-            None => String::new(),
+            None => std::borrow::Cow::Borrowed(""),
         };
         let Some(headers) = map_mut(state, kind) else {
             return status::BAD_ARGUMENT;
         };
-        edit(headers, name, value);
+        edit(headers, name, &value);
         status::OK
     })
 }
@@ -163,9 +168,12 @@ fn replace_header_map_value(
         key_ptr,
         key_size,
         Some((value_ptr, value_size)),
-        |h, n, v| match h.iter_mut().find(|(name, _)| *name == n) {
-            Some(entry) => entry.1 = v,
-            None => h.push((n, v)),
+        |h, n, v| match h.iter_mut().find(|(name, _)| same_name(name, n)) {
+            Some(entry) => {
+                entry.1.clear();
+                entry.1.push_str(v);
+            }
+            None => h.push((lowercase_name(n), v.to_string())),
         },
     )
 }
@@ -184,13 +192,13 @@ fn add_header_map_value(
         key_ptr,
         key_size,
         Some((value_ptr, value_size)),
-        |h, n, v| h.push((n, v)),
+        |h, n, v| h.push((lowercase_name(n), v.to_string())),
     )
 }
 
 fn remove_header_map_value(caller: Ctx<'_>, kind: u32, key_ptr: u32, key_size: u32) -> Result<u32> {
     edit_header(caller, kind, key_ptr, key_size, None, |h, n, _| {
-        h.retain(|(name, _)| *name != n)
+        h.retain(|(name, _)| !same_name(name, n))
     })
 }
 

@@ -82,7 +82,7 @@ fn get_shared_data(
 ) -> Result<u32> {
     let found = with_memory(&mut caller, |data, state| {
         let key = slice(data, key_ptr, key_size).ok_or(status::INVALID_MEMORY_ACCESS)?;
-        let key = lossy(key);
+        let key = String::from_utf8_lossy(key);
         let store = state.shared.store();
         let (value, cas) = store.get(&key).ok_or(status::NOT_FOUND)?;
         Ok((value.to_vec(), cas))
@@ -127,7 +127,11 @@ fn set_shared_data(
         let Some(value) = value else {
             return status::INVALID_MEMORY_ACCESS;
         };
-        match state.shared.store().set(&lossy(key), value, cas) {
+        match state
+            .shared
+            .store()
+            .set(&String::from_utf8_lossy(key), value, cas)
+        {
             SetOutcome::Stored => status::OK,
             SetOutcome::CasMismatch => status::CAS_MISMATCH,
         }
