@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::headers::{RETRY_AFTER, retry_after};
+use crate::headers::{RETRY_AFTER, push_decimal, retry_after, retry_after_seconds};
 use crate::limiter::Bucket;
 use crate::policy::{Counter, Limit, Policy};
 use crate::shared::Outcome;
@@ -92,6 +92,34 @@ pub fn response_headers<'a>(
         ));
     }
     out
+}
+
+/// `response_headers` without allocating, for the response path: each header is handed to
+/// `set` in the same order; per-request values are built in `scratch` (see
+/// `HeaderStyle::render_each`).
+pub fn each_response_header(
+    policy: &Policy,
+    decision: Option<&Decision>,
+    scratch: &mut String,
+    mut set: impl FnMut(&str, &str),
+) {
+    for (name, value) in &policy.response_headers {
+        set(name, value);
+    }
+    let (Some(limit), Some(decision)) = (&policy.limit, decision) else {
+        return;
+    };
+    limit
+        .style
+        .render_each(&limit.rate, &decision.bucket, scratch, &mut set);
+    if decision.verdict == Verdict::Limited {
+        for (name, value) in &limit.headers {
+            set(name, value);
+        }
+        scratch.clear();
+        push_decimal(scratch, retry_after_seconds(&limit.rate, &decision.bucket));
+        set(RETRY_AFTER, scratch);
+    }
 }
 
 /// The local reply's headers: `response_headers` with one entry per name (the last wins), as

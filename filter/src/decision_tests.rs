@@ -179,3 +179,37 @@ fn retry_after_is_never_below_t() {
         );
     }
 }
+
+#[test]
+fn the_allocation_free_response_path_sets_exactly_the_headers_of_response_headers() {
+    let cases = [
+        policy(None),
+        policy(Some(limited(RateLimit::new(2, 2)))),
+        policy(Some(limited(RateLimit {
+            rate_limit_headers: RateLimitHeaders::Draft03,
+            ..RateLimit::new(1, 3)
+        }))),
+        policy(Some(limited(RateLimit {
+            rate_limit_headers: RateLimitHeaders::None,
+            ..RateLimit::new(1, 1)
+        }))),
+        policy(Some(limited(RateLimit {
+            enforce: false,
+            ..RateLimit::new(1, 2)
+        }))),
+    ];
+    let mut scratch = String::from("left over");
+    for policy in &cases {
+        let decisions: Vec<Option<Decision>> = match policy.limit {
+            None => vec![None],
+            Some(_) => (1..=4).map(|n| Some(nth(policy, n))).collect(),
+        };
+        for decision in decisions {
+            let mut seen = Vec::new();
+            each_response_header(policy, decision.as_ref(), &mut scratch, |n, v| {
+                seen.push((n.to_string(), v.to_string()));
+            });
+            assert_eq!(seen, owned(response_headers(policy, decision.as_ref())));
+        }
+    }
+}

@@ -56,13 +56,13 @@ impl HeaderStyle {
                 let item = sf_string(name);
                 let mut policy = item.clone();
                 policy.push_str(";q=");
-                policy.push_str(&rate.burst().to_string());
+                push_decimal(&mut policy, rate.burst());
                 policy.push_str(";w=");
-                policy.push_str(&rate.window_seconds().to_string());
+                push_decimal(&mut policy, rate.window_seconds());
                 HeaderStyle::Ietf { policy, item }
             }
             Family::Draft03 => HeaderStyle::Draft03 {
-                limit: rate.burst().to_string(),
+                limit: decimal(rate.burst()),
             },
             Family::None => HeaderStyle::None,
         }
@@ -77,9 +77,9 @@ impl HeaderStyle {
                 let mut value = String::with_capacity(item.len().saturating_add(48));
                 value.push_str(item);
                 value.push_str(";r=");
-                value.push_str(&remaining.to_string());
+                push_decimal(&mut value, remaining);
                 value.push_str(";t=");
-                value.push_str(&reset.to_string());
+                push_decimal(&mut value, reset);
                 vec![
                     (RATELIMIT_POLICY, Cow::Borrowed(policy.as_str())),
                     (RATELIMIT, Cow::Owned(value)),
@@ -91,22 +91,94 @@ impl HeaderStyle {
                 let reset = if remaining > 0 {
                     Cow::Borrowed("0")
                 } else {
-                    Cow::Owned(bucket.reset_seconds(rate).to_string())
+                    Cow::Owned(decimal(bucket.reset_seconds(rate)))
                 };
                 vec![
                     (X_RATELIMIT_LIMIT, Cow::Borrowed(limit.as_str())),
-                    (X_RATELIMIT_REMAINING, Cow::Owned(remaining.to_string())),
+                    (X_RATELIMIT_REMAINING, Cow::Owned(decimal(remaining))),
                     (X_RATELIMIT_RESET, reset),
                 ]
             }
             HeaderStyle::None => Vec::new(),
         }
     }
+
+    /// `render` without allocating (the response path runs it per request): each header is
+    /// handed to `set` in the same order, a per-request value built in `scratch`, which is
+    /// cleared first and reused for the next header.
+    pub fn render_each(
+        &self,
+        rate: &Rate,
+        bucket: &Bucket,
+        scratch: &mut String,
+        set: &mut impl FnMut(&str, &str),
+    ) {
+        match self {
+            HeaderStyle::Ietf { policy, item } => {
+                set(RATELIMIT_POLICY, policy);
+                scratch.clear();
+                scratch.push_str(item);
+                scratch.push_str(";r=");
+                push_decimal(scratch, bucket.remaining());
+                scratch.push_str(";t=");
+                push_decimal(scratch, bucket.reset_seconds(rate));
+                set(RATELIMIT, scratch);
+            }
+            HeaderStyle::Draft03 { limit } => {
+                set(X_RATELIMIT_LIMIT, limit);
+                let remaining = bucket.remaining();
+                scratch.clear();
+                push_decimal(scratch, remaining);
+                set(X_RATELIMIT_REMAINING, scratch);
+                let reset = if remaining > 0 {
+                    0
+                } else {
+                    bucket.reset_seconds(rate)
+                };
+                scratch.clear();
+                push_decimal(scratch, reset);
+                set(X_RATELIMIT_RESET, scratch);
+            }
+            HeaderStyle::None => {}
+        }
+    }
 }
 
 /// `Retry-After` for a limited request: whole seconds until a token, at least 1 (and >= `t`).
 pub fn retry_after(rate: &Rate, bucket: &Bucket) -> String {
-    bucket.reset_seconds(rate).max(1).to_string()
+    decimal(retry_after_seconds(rate, bucket))
+}
+
+/// The number `retry_after` renders.
+pub fn retry_after_seconds(rate: &Rate, bucket: &Bucket) -> u64 {
+    bucket.reset_seconds(rate).max(1)
+}
+
+/// `n` in decimal. Per request, so without `core::fmt` (several hundred wasm instructions per
+/// integer at `opt-level = "z"`).
+pub fn decimal(n: u64) -> String {
+    let mut out = String::with_capacity(20);
+    push_decimal(&mut out, n);
+    out
+}
+
+/// Append `n` in decimal (same digits as `n.to_string()`).
+pub fn push_decimal(out: &mut String, n: u64) {
+    // u64::MAX has 20 digits.
+    let mut digits = [0u8; 20];
+    let mut rest = n;
+    let mut len: usize = 0;
+    for slot in &mut digits {
+        *slot = b'0' | u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
+        len = len.saturating_add(1);
+        if rest == 0 {
+            break;
+        }
+    }
+    for &digit in digits.iter().take(len).rev() {
+        out.push(char::from(digit));
+    }
 }
 
 /// The policy identifier clients see: the HeaderRateLimit name, not its namespace.
@@ -243,6 +315,27 @@ mod tests {
         let headers = draft03.render(&rate, &bucket);
         assert!(matches!(headers[0].1, Cow::Borrowed(_)));
         assert!(matches!(headers[2].1, Cow::Borrowed("0")));
+    }
+
+    #[test]
+    fn decimal_writes_the_same_digits_as_to_string() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            12_345,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            assert_eq!(decimal(n), n.to_string());
+            let mut out = String::from("x=");
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x={n}"));
+        }
     }
 
     #[test]

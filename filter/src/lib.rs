@@ -18,13 +18,16 @@ pub mod limiter;
 pub mod policy;
 pub mod shared;
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use hrl_plugin_config::PluginConfig;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::decision::{Decision, Verdict, counters, decide, local_reply_headers, response_headers};
+use crate::decision::{
+    Decision, Verdict, counters, decide, each_response_header, local_reply_headers,
+};
 use crate::host::{HostStore, Metrics};
 use crate::key::{BucketKey, KeySource};
 use crate::policy::{Counter, Policy};
@@ -38,6 +41,8 @@ proxy_wasm::main! {{
 struct Configured {
     policy: Policy,
     metrics: Metrics,
+    /// Reused for per-request header values, so the response path does not allocate.
+    scratch: RefCell<String>,
 }
 
 /// One per plugin configuration per worker VM.
@@ -62,7 +67,11 @@ impl RootContext for FilterRoot {
                         host::now_ns(),
                     );
                 }
-                self.configured = Some(Rc::new(Configured { policy, metrics }));
+                self.configured = Some(Rc::new(Configured {
+                    policy,
+                    metrics,
+                    scratch: RefCell::new(String::with_capacity(64)),
+                }));
                 true
             }
             Err(error) => {
@@ -149,9 +158,17 @@ impl HttpContext for FilterHttp {
         for name in &configured.policy.remove_headers {
             host::remove_response_header(name);
         }
-        for (name, value) in response_headers(&configured.policy, self.decision.as_ref()) {
-            host::set_response_header(name, &value);
-        }
+        // Never re-entered (the host does not call back while we set headers); a fresh buffer
+        // if it ever were, rather than a trap.
+        let mut fresh = String::new();
+        let mut borrowed = configured.scratch.try_borrow_mut();
+        let scratch = borrowed.as_deref_mut().unwrap_or(&mut fresh);
+        each_response_header(
+            &configured.policy,
+            self.decision.as_ref(),
+            scratch,
+            host::set_response_header,
+        );
         Action::Continue
     }
 }

@@ -150,6 +150,18 @@ impl Bucket {
         out
     }
 
+    /// `encode(b"")` without an allocation: the value of a bucket with a fixed name.
+    pub fn encode_named(&self) -> [u8; ENCODED_LEN] {
+        let mut out = [0u8; ENCODED_LEN];
+        let bytes = std::iter::once(VERSION)
+            .chain(self.tokens.to_le_bytes())
+            .chain(self.updated_ns.to_le_bytes());
+        for (slot, byte) in out.iter_mut().zip(bytes) {
+            *slot = byte;
+        }
+        out
+    }
+
     /// Decode a shared-data value into the bucket and its owner key; None if it is not ours.
     pub fn decode(bytes: &[u8]) -> Option<(Bucket, &[u8])> {
         let (&version, rest) = bytes.split_first()?;
@@ -356,6 +368,7 @@ mod tests {
         let plain = bucket.encode(b"");
         assert_eq!(plain.len(), ENCODED_LEN);
         assert_eq!(Bucket::decode(&plain), Some((bucket, &b""[..])));
+        assert_eq!(bucket.encode_named().as_slice(), plain.as_slice());
         let owned = bucket.encode(b"h-key");
         assert_eq!(Bucket::decode(&owned), Some((bucket, &b"h-key"[..])));
     }

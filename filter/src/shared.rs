@@ -52,7 +52,7 @@ struct Target {
 /// would each take a token from a fresh one. Once the entry exists every request-time write is
 /// a real compare-and-swap. An existing value, even an undecodable one, is left alone.
 pub fn prepare(store: &mut dyn SharedStore, names: &[&str], rate: &Rate, now_ns: u64) -> usize {
-    let full = Bucket::full(rate, now_ns).encode(b"");
+    let full = Bucket::full(rate, now_ns).encode_named();
     let mut created: usize = 0;
     for name in names {
         if store.get(name).is_none() && store.set(name, &full, 0) == Written::Stored {
@@ -126,7 +126,7 @@ fn take_named(store: &mut dyn SharedStore, key: &str, rate: &Rate, now_ns: u64) 
         if !take.allowed && !bucket.is_reanchored(&take.bucket) {
             return outcome;
         }
-        if store.set(key, &take.bucket.encode(b""), cas) == Written::Stored {
+        if store.set(key, &take.bucket.encode_named(), cas) == Written::Stored {
             return outcome;
         }
         last = Some(outcome);
