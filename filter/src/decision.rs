@@ -52,6 +52,12 @@ pub fn decide(limit: &Limit, outcome: &Outcome) -> Decision {
 
 /// The counters a request bumps besides `requests` (headers-only requests: `allowed`).
 pub fn counters(decision: Option<&Decision>) -> impl Iterator<Item = Counter> {
+    counter_set(decision).into_iter().flatten()
+}
+
+/// `counters` as a fixed array, `None` for a counter not bumped: the request path loops over
+/// it directly (iterator adapter chains cost hundreds of instructions at `opt-level = "z"`).
+pub fn counter_set(decision: Option<&Decision>) -> [Option<Counter>; 3] {
     let verdict = decision.map_or(Counter::Allowed, |d| match d.verdict {
         Verdict::Allowed => Counter::Allowed,
         Verdict::Limited => Counter::Limited,
@@ -59,9 +65,11 @@ pub fn counters(decision: Option<&Decision>) -> impl Iterator<Item = Counter> {
     });
     let exhausted = decision.is_some_and(|d| d.exhausted);
     let overflow = decision.is_some_and(|d| d.overflow);
-    std::iter::once(verdict)
-        .chain(exhausted.then_some(Counter::CasExhausted))
-        .chain(overflow.then_some(Counter::Overflow))
+    [
+        Some(verdict),
+        exhausted.then_some(Counter::CasExhausted),
+        overflow.then_some(Counter::Overflow),
+    ]
 }
 
 /// Headers to SET on a response, in order: `responseHeaders`, the rate-limit headers, and for

@@ -85,6 +85,16 @@ impl Metrics {
         }
     }
 
+    /// Add one to each counter that is `Some`.
+    pub fn bump_each(&self, counters: &[Option<Counter>]) {
+        for counter in counters {
+            let Some(counter) = counter else {
+                continue;
+            };
+            self.bump(*counter);
+        }
+    }
+
     /// Add one to a counter.
     pub fn bump(&self, counter: Counter) {
         if let Some(Some(id)) = self.ids.get(counter as usize) {

@@ -26,7 +26,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::decision::{
-    Decision, Verdict, counters, decide, each_response_header, local_reply_headers,
+    Decision, Verdict, counter_set, decide, each_response_header, local_reply_headers,
 };
 use crate::host::{HostStore, Metrics};
 use crate::key::{BucketKey, KeySource};
@@ -114,7 +114,7 @@ impl HttpContext for FilterHttp {
         let (policy, metrics) = (&configured.policy, &configured.metrics);
         metrics.bump(Counter::Requests);
         let Some(limit) = &policy.limit else {
-            counters(None).for_each(|c| metrics.bump(c));
+            metrics.bump_each(&counter_set(None));
             return Action::Continue;
         };
         let key = match &limit.key {
@@ -134,7 +134,7 @@ impl HttpContext for FilterHttp {
             now,
         );
         let decision = decide(limit, &outcome);
-        counters(Some(&decision)).for_each(|c| metrics.bump(c));
+        metrics.bump_each(&counter_set(Some(&decision)));
         self.decision = Some(decision);
         if decision.verdict != Verdict::Limited {
             return Action::Continue;

@@ -152,14 +152,12 @@ impl Bucket {
 
     /// `encode(b"")` without an allocation: the value of a bucket with a fixed name.
     pub fn encode_named(&self) -> [u8; ENCODED_LEN] {
-        let mut out = [0u8; ENCODED_LEN];
-        let bytes = std::iter::once(VERSION)
-            .chain(self.tokens.to_le_bytes())
-            .chain(self.updated_ns.to_le_bytes());
-        for (slot, byte) in out.iter_mut().zip(bytes) {
-            *slot = byte;
-        }
-        out
+        // Destructured, not an iterator chain: this runs per request and is ~20 instructions.
+        let [t0, t1, t2, t3, t4, t5, t6, t7] = self.tokens.to_le_bytes();
+        let [u0, u1, u2, u3, u4, u5, u6, u7] = self.updated_ns.to_le_bytes();
+        [
+            VERSION, t0, t1, t2, t3, t4, t5, t6, t7, u0, u1, u2, u3, u4, u5, u6, u7,
+        ]
     }
 
     /// Decode a shared-data value into the bucket and its owner key; None if it is not ours.
