@@ -164,19 +164,22 @@ pub fn decimal(n: u64) -> String {
 
 /// Append `n` in decimal (same digits as `n.to_string()`).
 pub fn push_decimal(out: &mut String, n: u64) {
-    // u64::MAX has 20 digits.
+    // u64::MAX has 20 digits; filled from the end, without iterator adapters (this runs per
+    // request).
     let mut digits = [0u8; 20];
+    let mut start = digits.len();
     let mut rest = n;
-    let mut len: usize = 0;
-    for slot in &mut digits {
-        *slot = b'0' | u8::try_from(rest % 10).unwrap_or(0);
+    while start > 0 {
+        start = start.saturating_sub(1);
+        if let Some(slot) = digits.get_mut(start) {
+            *slot = b'0' | u8::try_from(rest % 10).unwrap_or(0);
+        }
         rest /= 10;
-        len = len.saturating_add(1);
         if rest == 0 {
             break;
         }
     }
-    for &digit in digits.iter().take(len).rev() {
+    for &digit in digits.get(start..).unwrap_or_default() {
         out.push(char::from(digit));
     }
 }

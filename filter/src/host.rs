@@ -23,7 +23,12 @@ pub fn now_ns() -> u64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        // Not `as_nanos` (u128): the same value (saturating) with u64 maths.
+        .map_or(0, |d| {
+            d.as_secs()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(u64::from(d.subsec_nanos()))
+        })
 }
 
 /// The plugin configuration bytes (`pluginConfig` as JSON), empty if there are none.

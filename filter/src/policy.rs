@@ -85,7 +85,11 @@ impl StoreKeys {
 
     /// The key of a keyed slot.
     pub fn slot(&self, slot: u32) -> String {
-        [self.slot_prefix.as_str(), &slot.to_string()].concat()
+        // One allocation, no `core::fmt`: this runs for every probe of a keyed request.
+        let mut key = String::with_capacity(self.slot_prefix.len().saturating_add(10));
+        key.push_str(&self.slot_prefix);
+        crate::headers::push_decimal(&mut key, u64::from(slot));
+        key
     }
 }
 
