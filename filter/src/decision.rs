@@ -78,22 +78,25 @@ pub fn response_headers<'a>(
     policy: &'a Policy,
     decision: Option<&Decision>,
 ) -> Vec<HeaderPair<'a>> {
-    let mut out: Vec<HeaderPair<'a>> = policy
-        .response_headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), Cow::Borrowed(v.as_str())))
-        .collect();
+    // Plain loops and one allocation sized up front: adapter chains and regrowth are not free
+    // at `opt-level = "z"` (this runs for every local reply).
+    let extra = policy
+        .limit
+        .as_ref()
+        .map_or(0, |limit| limit.headers.len().saturating_add(4));
+    let mut out: Vec<HeaderPair<'a>> =
+        Vec::with_capacity(policy.response_headers.len().saturating_add(extra));
+    for (name, value) in &policy.response_headers {
+        out.push((name.as_str(), Cow::Borrowed(value.as_str())));
+    }
     let (Some(limit), Some(decision)) = (&policy.limit, decision) else {
         return out;
     };
     out.extend(limit.style.render(&limit.rate, &decision.bucket));
     if decision.verdict == Verdict::Limited {
-        out.extend(
-            limit
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), Cow::Borrowed(v.as_str()))),
-        );
+        for (name, value) in &limit.headers {
+            out.push((name.as_str(), Cow::Borrowed(value.as_str())));
+        }
         out.push((
             RETRY_AFTER,
             Cow::Owned(retry_after(&limit.rate, &decision.bucket)),
