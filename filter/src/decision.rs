@@ -92,7 +92,9 @@ pub fn response_headers<'a>(
     let (Some(limit), Some(decision)) = (&policy.limit, decision) else {
         return out;
     };
-    out.extend(limit.style.render(&limit.rate, &decision.bucket));
+    limit
+        .style
+        .render_into(&limit.rate, &decision.bucket, &mut out);
     if decision.verdict == Verdict::Limited {
         for (name, value) in &limit.headers {
             out.push((name.as_str(), Cow::Borrowed(value.as_str())));

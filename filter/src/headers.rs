@@ -70,7 +70,19 @@ impl HeaderStyle {
 
     /// The headers for a response whose request left `bucket` behind. Values fixed by the
     /// configuration are borrowed, not rebuilt per request.
-    pub fn render(&self, rate: &Rate, bucket: &Bucket) -> Vec<(&'static str, Cow<'_, str>)> {
+    pub fn render(&self, rate: &Rate, bucket: &Bucket) -> Vec<(&str, Cow<'_, str>)> {
+        let mut out = Vec::with_capacity(3);
+        self.render_into(rate, bucket, &mut out);
+        out
+    }
+
+    /// `render`, appended to `out` (no `Vec` of its own: the local reply path).
+    pub fn render_into<'a>(
+        &'a self,
+        rate: &Rate,
+        bucket: &Bucket,
+        out: &mut Vec<(&'a str, Cow<'a, str>)>,
+    ) {
         match self {
             HeaderStyle::Ietf { policy, item } => {
                 let (remaining, reset) = (bucket.remaining(), bucket.reset_seconds(rate));
@@ -80,10 +92,8 @@ impl HeaderStyle {
                 push_decimal(&mut value, remaining);
                 value.push_str(";t=");
                 push_decimal(&mut value, reset);
-                vec![
-                    (RATELIMIT_POLICY, Cow::Borrowed(policy.as_str())),
-                    (RATELIMIT, Cow::Owned(value)),
-                ]
+                out.push((RATELIMIT_POLICY, Cow::Borrowed(policy.as_str())));
+                out.push((RATELIMIT, Cow::Owned(value)));
             }
             // Envoy's local rate limit: reset is 0 while a token is available.
             HeaderStyle::Draft03 { limit } => {
@@ -93,13 +103,11 @@ impl HeaderStyle {
                 } else {
                     Cow::Owned(decimal(bucket.reset_seconds(rate)))
                 };
-                vec![
-                    (X_RATELIMIT_LIMIT, Cow::Borrowed(limit.as_str())),
-                    (X_RATELIMIT_REMAINING, Cow::Owned(decimal(remaining))),
-                    (X_RATELIMIT_RESET, reset),
-                ]
+                out.push((X_RATELIMIT_LIMIT, Cow::Borrowed(limit.as_str())));
+                out.push((X_RATELIMIT_REMAINING, Cow::Owned(decimal(remaining))));
+                out.push((X_RATELIMIT_RESET, reset));
             }
-            HeaderStyle::None => Vec::new(),
+            HeaderStyle::None => {}
         }
     }
 
@@ -212,7 +220,7 @@ mod tests {
     use super::*;
     use crate::limiter::NANOS_PER_TOKEN;
 
-    fn render(style: &HeaderStyle, rate: &Rate, bucket: &Bucket) -> Vec<(&'static str, String)> {
+    fn render<'a>(style: &'a HeaderStyle, rate: &Rate, bucket: &Bucket) -> Vec<(&'a str, String)> {
         style
             .render(rate, bucket)
             .into_iter()
