@@ -160,6 +160,16 @@ impl Bucket {
         ]
     }
 
+    /// `encode(owner)` into `buf` without an allocation; `None` if `buf` is too small.
+    pub fn encode_to<'b>(&self, owner: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
+        let total = ENCODED_LEN.checked_add(owner.len())?;
+        let out = buf.get_mut(..total)?;
+        let (head, tail) = out.split_at_mut_checked(ENCODED_LEN)?;
+        head.copy_from_slice(&self.encode_named());
+        tail.copy_from_slice(owner);
+        Some(out)
+    }
+
     /// Decode a shared-data value into the bucket and its owner key; None if it is not ours.
     pub fn decode(bytes: &[u8]) -> Option<(Bucket, &[u8])> {
         let (&version, rest) = bytes.split_first()?;
@@ -367,6 +377,14 @@ mod tests {
         assert_eq!(plain.len(), ENCODED_LEN);
         assert_eq!(Bucket::decode(&plain), Some((bucket, &b""[..])));
         assert_eq!(bucket.encode_named().as_slice(), plain.as_slice());
+        let mut buf = [0u8; 32];
+        assert_eq!(bucket.encode_to(b"", &mut buf), Some(plain.as_slice()));
+        let fifteen = bucket.encode(b"h-0123456789abc");
+        assert_eq!(
+            bucket.encode_to(b"h-0123456789abc", &mut buf),
+            Some(fifteen.as_slice())
+        );
+        assert_eq!(bucket.encode_to(b"h-0123456789abcd", &mut buf), None);
         let owned = bucket.encode(b"h-key");
         assert_eq!(Bucket::decode(&owned), Some((bucket, &b"h-key"[..])));
     }

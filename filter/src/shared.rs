@@ -2,8 +2,8 @@
 //! its own VM) draws from the same bucket. Pure over the `SharedStore` trait: the adapter
 //! implements it with host calls, the tests with an in-memory map.
 
-use crate::key::{BucketKey, probe_slots};
-use crate::limiter::{Bucket, Rate};
+use crate::key::{BucketKey, MAX_KEY_BYTES, probe_slots};
+use crate::limiter::{Bucket, ENCODED_LEN, Rate};
 use crate::policy::StoreKeys;
 
 /// Read-modify-write attempts before a request is let through uncounted.
@@ -96,8 +96,17 @@ pub fn take(
         if !take.allowed && !target.bucket.is_reanchored(&take.bucket) {
             return outcome;
         }
-        let value = take.bucket.encode(owner);
-        if store.set(&target.key, &value, target.cas) == Written::Stored {
+        // On the stack for every owner key `key.rs` makes (at most MAX_KEY_BYTES + 1 bytes).
+        let mut buf = [0u8; ENCODED_LEN + MAX_KEY_BYTES + 1];
+        let heap;
+        let value = match take.bucket.encode_to(owner, &mut buf) {
+            Some(value) => value,
+            None => {
+                heap = take.bucket.encode(owner);
+                heap.as_slice()
+            }
+        };
+        if store.set(&target.key, value, target.cas) == Written::Stored {
             return outcome;
         }
         last = Some(outcome);
