@@ -144,7 +144,16 @@ pub(crate) fn read_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
 
 /// Header bytes as text; invalid UTF-8 (never produced by our filter) is replaced, not fatal.
 pub(crate) fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    text(bytes).into_owned()
+}
+
+/// Bytes as text without copying: borrowed when valid UTF-8 (the fast `from_utf8` check),
+/// else replaced like `String::from_utf8_lossy`.
+pub(crate) fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 #[cfg(test)]

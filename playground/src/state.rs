@@ -66,6 +66,8 @@ pub(crate) struct VmState {
     pub metrics: Vec<Arc<Metric>>,
     /// State of the xorshift generator behind WASI `random_get` (deterministic on purpose).
     pub rng: u64,
+    /// Reusable copy buffer for values handed to the module (shared data reads).
+    pub scratch: Vec<u8>,
 }
 
 impl VmState {
@@ -80,6 +82,7 @@ impl VmState {
             ticks: HashMap::new(),
             metrics: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15 ^ (worker as u64 + 1),
+            scratch: Vec::new(),
         }
     }
 }

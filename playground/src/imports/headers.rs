@@ -2,7 +2,7 @@
 
 use wasmtime::{Linker, Result};
 
-use crate::abi::{buffer_type, lossy, map_type, pairs_size, read_pairs, status, write_pairs};
+use crate::abi::{buffer_type, map_type, pairs_size, read_pairs, status, text, write_pairs};
 use crate::guest::{Ctx, return_bytes, slice, with_memory};
 use crate::http::Headers;
 use crate::state::{LocalReply, StreamData, VmState};
@@ -54,7 +54,7 @@ fn same_name(stored: &str, key: &[u8]) -> bool {
 }
 
 fn lowercase_name(key: &[u8]) -> String {
-    lossy(key).to_ascii_lowercase()
+    text(key).to_ascii_lowercase()
 }
 
 fn get_header_map_pairs(
@@ -140,7 +140,7 @@ fn edit_header(
         };
         let value = match value {
             Some((ptr, len)) => match slice(data, ptr, len) {
-                Some(bytes) => String::from_utf8_lossy(bytes),
+                Some(bytes) => text(bytes),
                 None => return status::INVALID_MEMORY_ACCESS,
             },
             None => std::borrow::Cow::Borrowed(""),
@@ -313,9 +313,18 @@ fn get_property(
         let Some(path) = slice(data, path_ptr, path_size) else {
             return Err(status::INVALID_MEMORY_ACCESS);
         };
-        let path = lossy(path);
-        let parts: Vec<&str> = path.split('\0').collect();
-        property(state, &parts).ok_or(status::NOT_FOUND)
+        let path = text(path);
+        // Every known property has at most two segments: no Vec per lookup.
+        let mut parts = [""; 3];
+        let mut count = 0;
+        for part in path.split('\0') {
+            let Some(slot) = parts.get_mut(count) else {
+                return Err(status::NOT_FOUND);
+            };
+            *slot = part;
+            count += 1;
+        }
+        property(state, &parts[..count]).ok_or(status::NOT_FOUND)
     })?;
     match value {
         Ok(value) => return_bytes(&mut caller, value.len(), ptr_ptr, size_ptr, |_, dst| {

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use wasmtime::{Linker, Result};
 
-use crate::abi::{LogLevel, lossy, status};
+use crate::abi::{LogLevel, lossy, status, text};
 use crate::guest::{Ctx, put_u32, put_u64, return_bytes, slice, with_memory};
 use crate::shared::{MetricKind, SetOutcome};
 use crate::state::VmState;
@@ -82,17 +82,22 @@ fn get_shared_data(
 ) -> Result<u32> {
     let found = with_memory(&mut caller, |data, state| {
         let key = slice(data, key_ptr, key_size).ok_or(status::INVALID_MEMORY_ACCESS)?;
-        let key = String::from_utf8_lossy(key);
+        let key = text(key);
         let store = state.shared.store();
         let (value, cas) = store.get(&key).ok_or(status::NOT_FOUND)?;
-        Ok((value.to_vec(), cas))
+        // Copied into the VM's reusable scratch buffer: no allocation per read, and the lock
+        // is not held while the module allocates.
+        state.scratch.clear();
+        state.scratch.extend_from_slice(value);
+        Ok(cas)
     })?;
-    let (value, cas) = match found {
-        Ok(found) => found,
+    let cas = match found {
+        Ok(cas) => cas,
         Err(code) => return Ok(code),
     };
-    let code = return_bytes(&mut caller, value.len(), ptr_ptr, size_ptr, |_, dst| {
-        dst.copy_from_slice(&value)
+    let len = caller.data().scratch.len();
+    let code = return_bytes(&mut caller, len, ptr_ptr, size_ptr, |state, dst| {
+        dst.copy_from_slice(&state.scratch)
     })?;
     if code != status::OK {
         return Ok(code);
@@ -127,11 +132,7 @@ fn set_shared_data(
         let Some(value) = value else {
             return status::INVALID_MEMORY_ACCESS;
         };
-        match state
-            .shared
-            .store()
-            .set(&String::from_utf8_lossy(key), value, cas)
-        {
+        match state.shared.store().set(&text(key), value, cas) {
             SetOutcome::Stored => status::OK,
             SetOutcome::CasMismatch => status::CAS_MISMATCH,
         }

@@ -209,15 +209,17 @@ impl Worker {
 
     /// Envoy's end of a stream: access log, then destroy (done, delete).
     fn end_contexts(&mut self) -> Result<(), Error> {
-        let contexts = self.stream()?.contexts.clone();
-        for (plugin, context) in contexts.iter().enumerate() {
-            self.activate(*context, plugin);
-            self.invoke(|c| &c.log, "proxy_on_log", *context)?;
+        // Indexed, not cloned: no allocation per stream.
+        for plugin in 0..self.stream()?.contexts.len() {
+            let context = self.context(plugin)?;
+            self.activate(context, plugin);
+            self.invoke(|c| &c.log, "proxy_on_log", context)?;
         }
-        for (plugin, context) in contexts.iter().enumerate() {
-            self.activate(*context, plugin);
-            self.invoke(|c| &c.done, "proxy_on_done", *context)?;
-            self.invoke(|c| &c.delete, "proxy_on_delete", *context)?;
+        for plugin in 0..self.stream()?.contexts.len() {
+            let context = self.context(plugin)?;
+            self.activate(context, plugin);
+            self.invoke(|c| &c.done, "proxy_on_done", context)?;
+            self.invoke(|c| &c.delete, "proxy_on_delete", context)?;
         }
         Ok(())
     }
