@@ -1,7 +1,7 @@
 //! The benchmark cases, shared by the wall-time bench (`stream`) and the fuel bench (`fuel`).
 #![allow(clippy::panic)] // a bench without its module fails loudly
 
-use hrl_playground::{Clock, Host, Module, Plugin, Request};
+use hrl_playground::{Clock, Host, Module, Plugin, Request, ResponseView};
 use hrl_plugin_config::{Key, PluginConfig};
 
 #[path = "../tests/common/mod.rs"]
@@ -95,4 +95,11 @@ pub fn requests() -> Vec<Request> {
                 .with_header("x-api-key", &format!("key-{i}"))
         })
         .collect()
+}
+
+/// What each benchmarked stream's response is read for: its status and the size of its
+/// headers, walked the way a codec writing them out would (nothing is copied).
+pub fn read(response: &ResponseView<'_>) -> (u16, usize) {
+    let size = response.headers().map(|(n, v)| n.len() + v.len()).sum();
+    (response.status(), size)
 }

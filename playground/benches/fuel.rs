@@ -6,6 +6,8 @@ mod cases;
 
 use std::time::Duration;
 
+use hrl_playground::Response;
+
 const STREAMS: u64 = 1000;
 
 fn main() {
@@ -17,16 +19,21 @@ fn main() {
         let clock = host.clock().clone();
         let worker = host.worker(0);
         // Warm up: the first streams create buckets and grow the module's heap.
+        let upstream = Response::new(200);
         for request in requests.iter().take(10) {
-            worker.http_stream(request.clone()).unwrap();
+            worker
+                .http_stream_view(request, &upstream, cases::read)
+                .unwrap();
         }
         let before = worker.fuel_consumed().unwrap();
         for i in 0..STREAMS {
             if !case.frozen {
                 clock.advance(Duration::from_secs(1));
             }
-            let request = requests[i as usize % requests.len()].clone();
-            worker.http_stream(request).unwrap();
+            let request = &requests[i as usize % requests.len()];
+            worker
+                .http_stream_view(request, &upstream, cases::read)
+                .unwrap();
         }
         let per_request = (worker.fuel_consumed().unwrap() - before) / STREAMS;
         let floor = *floor.get_or_insert(per_request);

@@ -1,5 +1,7 @@
 //! Numbers and encodings of the proxy-wasm ABI 0.2.1 (as the Rust SDK 0.2.5 and Envoy use them).
 
+use crate::header_map::HeaderMap;
+
 /// `proxy_result_t` values returned by host functions.
 pub(crate) mod status {
     pub const OK: u32 = 0;
@@ -79,23 +81,23 @@ impl std::fmt::Display for LogLevel {
     }
 }
 
-/// Size of the serialized form of `pairs`: count, two lengths per pair, NUL-terminated bytes.
-pub(crate) fn pairs_size(pairs: &[(String, String)]) -> usize {
-    pairs.iter().fold(4, |size, (name, value)| {
+/// Size of the serialized form of `map`: count, two lengths per pair, NUL-terminated bytes.
+pub(crate) fn pairs_size(map: &HeaderMap) -> usize {
+    map.iter().fold(4, |size, (name, value)| {
         size + 8 + name.len() + value.len() + 2
     })
 }
 
-/// Serializes `pairs` into `out` (exactly [`pairs_size`] bytes long).
-pub(crate) fn write_pairs(pairs: &[(String, String)], out: &mut [u8]) {
+/// Serializes `map` into `out` (exactly [`pairs_size`] bytes long).
+pub(crate) fn write_pairs(map: &HeaderMap, out: &mut [u8]) {
     let mut lengths = 4;
-    let mut data = 4 + 8 * pairs.len();
-    put_u32(out, 0, pairs.len());
-    for (name, value) in pairs {
+    let mut data = 4 + 8 * map.len();
+    put_u32(out, 0, map.len());
+    for (name, value) in map.iter() {
         put_u32(out, lengths, name.len());
         put_u32(out, lengths + 4, value.len());
         lengths += 8;
-        for bytes in [name.as_bytes(), value.as_bytes()] {
+        for bytes in [name, value] {
             if let Some(dst) = out.get_mut(data..data + bytes.len()) {
                 dst.copy_from_slice(bytes);
             }
@@ -119,27 +121,51 @@ fn get_u32(bytes: &[u8], at: usize) -> Option<usize> {
     usize::try_from(u32::from_le_bytes(word)).ok()
 }
 
-/// Parses serialized pairs; `None` when the bytes are malformed (SerializationFailure).
-pub(crate) fn read_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
-    if bytes.is_empty() {
-        return Some(Vec::new());
+/// Serialized pairs, checked whole before any pair is handed out, so a malformed buffer
+/// (SerializationFailure) changes nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pairs<'a> {
+    bytes: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Pairs<'a> {
+    /// `None` when the bytes are malformed. Empty bytes are zero pairs.
+    pub fn parse(bytes: &'a [u8]) -> Option<Pairs<'a>> {
+        if bytes.is_empty() {
+            return Some(Pairs { bytes, count: 0 });
+        }
+        let pairs = Pairs {
+            bytes,
+            count: get_u32(bytes, 0)?,
+        };
+        let mut checked = 0;
+        pairs.walk(|_, _| checked += 1)?;
+        Some(pairs)
     }
-    let count = get_u32(bytes, 0)?;
-    let mut data = count.checked_mul(8)?.checked_add(4)?;
-    if data > bytes.len() {
-        return None;
+
+    /// Calls `f` with each (name, value) in order.
+    pub fn for_each(&self, f: impl FnMut(&'a [u8], &'a [u8])) {
+        let _checked_by_parse = self.walk(f);
     }
-    let mut pairs = Vec::with_capacity(count);
-    for index in 0..count {
-        let name_len = get_u32(bytes, 4 + index * 8)?;
-        let value_len = get_u32(bytes, 8 + index * 8)?;
-        let name = bytes.get(data..data.checked_add(name_len)?)?;
-        data = data + name_len + 1;
-        let value = bytes.get(data..data.checked_add(value_len)?)?;
-        data = data + value_len + 1;
-        pairs.push((lossy(name), lossy(value)));
+
+    fn walk(&self, mut f: impl FnMut(&'a [u8], &'a [u8])) -> Option<()> {
+        let bytes = self.bytes;
+        let mut data = self.count.checked_mul(8)?.checked_add(4)?;
+        if self.count > 0 && data > bytes.len() {
+            return None;
+        }
+        for index in 0..self.count {
+            let name_len = get_u32(bytes, 4 + index * 8)?;
+            let value_len = get_u32(bytes, 8 + index * 8)?;
+            let name = bytes.get(data..data.checked_add(name_len)?)?;
+            data = data + name_len + 1;
+            let value = bytes.get(data..data.checked_add(value_len)?)?;
+            data = data + value_len + 1;
+            f(name, value);
+        }
+        Some(())
     }
-    Some(pairs)
 }
 
 /// Header bytes as text; invalid UTF-8 (never produced by our filter) is replaced, not fatal.
@@ -160,21 +186,39 @@ pub(crate) fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
 mod tests {
     use super::*;
 
+    fn collect(pairs: Pairs<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        pairs.for_each(|n, v| out.push((n.to_vec(), v.to_vec())));
+        out
+    }
+
     #[test]
     fn pairs_round_trip_through_the_sdk_encoding() {
-        let pairs = vec![
-            (":method".to_string(), "GET".to_string()),
-            ("powered-by".to_string(), String::new()),
-        ];
-        let mut out = vec![0xaa; pairs_size(&pairs)];
-        write_pairs(&pairs, &mut out);
+        let mut map = HeaderMap::default();
+        map.add(b":method", b"GET");
+        map.add(b"powered-by", b"");
+        let mut out = vec![0xaa; pairs_size(&map)];
+        write_pairs(&map, &mut out);
         assert_eq!(&out[..12], &[2, 0, 0, 0, 7, 0, 0, 0, 3, 0, 0, 0]);
-        assert_eq!(read_pairs(&out), Some(pairs));
+        let pairs = Pairs::parse(&out).map(collect);
+        let expected = vec![
+            (b":method".to_vec(), b"GET".to_vec()),
+            (b"powered-by".to_vec(), Vec::new()),
+        ];
+        assert_eq!(pairs, Some(expected));
     }
 
     #[test]
     fn truncated_pairs_are_a_serialization_failure() {
-        assert_eq!(read_pairs(&[1, 0, 0, 0, 5, 0, 0, 0]), None);
-        assert_eq!(read_pairs(&[]), Some(Vec::new()));
+        assert!(Pairs::parse(&[1, 0, 0, 0, 5, 0, 0, 0]).is_none());
+        // The second pair's value runs past the end: refused whole, the first is not handed out.
+        let mut map = HeaderMap::default();
+        map.add(b"a", b"1");
+        map.add(b"b", b"2");
+        let mut out = vec![0; pairs_size(&map)];
+        write_pairs(&map, &mut out);
+        out.truncate(out.len() - 2);
+        assert!(Pairs::parse(&out).is_none());
+        assert_eq!(Pairs::parse(&[]).map(collect), Some(Vec::new()));
     }
 }

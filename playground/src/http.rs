@@ -1,5 +1,7 @@
 //! HTTP requests and responses as the host hands them to the module and back.
 
+use crate::state::StreamData;
+
 /// Header pairs in order. Names are lowercase (the host lowercases them, as Envoy does);
 /// requests carry the pseudo headers `:method`, `:path`, `:authority`, `:scheme`.
 pub type Headers = Vec<(String, String)>;
@@ -129,16 +131,68 @@ impl Response {
     }
 }
 
-/// Lowercases header names (Envoy's `LowerCaseString`).
-pub(crate) fn lowercase(headers: Headers) -> Headers {
-    headers
-        .into_iter()
-        .map(|(name, value)| {
-            if name.bytes().any(|b| b.is_ascii_uppercase()) {
-                (name.to_ascii_lowercase(), value)
-            } else {
-                (name, value)
-            }
-        })
-        .collect()
+/// A borrowed view of a finished stream's response, as the host holds it (names lowercase,
+/// values as bytes): reading it copies nothing. See [`Worker::http_stream_view`].
+///
+/// [`Worker::http_stream_view`]: crate::Worker::http_stream_view
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseView<'a> {
+    stream: &'a StreamData,
+}
+
+impl<'a> ResponseView<'a> {
+    pub(crate) fn new(stream: &'a StreamData) -> ResponseView<'a> {
+        ResponseView { stream }
+    }
+
+    /// The status code (`:status`; 502 if the module left none that parses).
+    pub fn status(&self) -> u16 {
+        let status = self.stream.response_headers.first(b":status");
+        status.and_then(parse_status).unwrap_or(502)
+    }
+
+    /// True when the module answered itself (`proxy_send_local_response`).
+    pub fn local(&self) -> bool {
+        self.stream.local
+    }
+
+    /// The first value of a header (any case).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.stream.response_headers.first(name.as_bytes())
+    }
+
+    /// The headers in order, without `:status`.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + use<'a> {
+        let headers = &self.stream.response_headers;
+        headers.iter().filter(|(name, _)| !name.starts_with(b":"))
+    }
+
+    /// The body.
+    pub fn body(&self) -> &'a [u8] {
+        &self.stream.response_body
+    }
+
+    /// An owned copy (invalid UTF-8 in headers replaced).
+    pub fn to_response(&self) -> Response {
+        let mut headers = Vec::with_capacity(self.stream.response_headers.len());
+        self.stream.response_headers.write_to(&mut headers, true);
+        Response {
+            status: self.status(),
+            headers,
+            body: self.body().to_vec(),
+            local: self.local(),
+        }
+    }
+}
+
+/// A 3-digit status code from its ASCII form.
+fn parse_status(bytes: &[u8]) -> Option<u16> {
+    if bytes.is_empty() || bytes.len() > 3 {
+        return None;
+    }
+    bytes.iter().try_fold(0u16, |code, digit| {
+        digit
+            .is_ascii_digit()
+            .then(|| code * 10 + u16::from(digit - b'0'))
+    })
 }

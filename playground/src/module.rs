@@ -43,6 +43,11 @@ impl Module {
     fn build(bytes: &[u8], metered: bool) -> Result<Module, Error> {
         let mut config = Config::new();
         config.consume_fuel(metered);
+        // `HRL_PLAYGROUND_PERFMAP=1`: write /tmp/perf-<pid>.map so `perf report` names the
+        // module's functions (see playground/README.md, "Profiling").
+        if std::env::var_os("HRL_PLAYGROUND_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| Error::Compile(format!("{e:#}")))?;
         let module =
             wasmtime::Module::new(&engine, bytes).map_err(|e| Error::Compile(format!("{e:#}")))?;

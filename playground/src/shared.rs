@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use crate::abi::LogLevel;
 use crate::clock::Clock;
 
+use rustc_hash::FxHashMap;
+
 /// At most this many log lines are kept; older ones are dropped (long benchmarks log too).
 pub const MAX_CAPTURED_LOGS: usize = 100_000;
 
@@ -50,10 +52,11 @@ pub(crate) struct Metric {
     pub value: AtomicU64,
 }
 
-/// Shared data of one VM id: key -> (value, cas), with Envoy's cas numbering.
+/// Shared data of one VM id: key -> (value, cas), with Envoy's cas numbering. Keys are bytes,
+/// as Envoy's are, hashed with FxHash: the module reads and writes them on every request.
 #[derive(Debug)]
 pub(crate) struct SharedStore {
-    entries: HashMap<String, (Vec<u8>, u32)>,
+    entries: FxHashMap<Box<[u8]>, (Vec<u8>, u32)>,
     next_cas: u32,
 }
 
@@ -67,13 +70,13 @@ pub(crate) enum SetOutcome {
 impl SharedStore {
     fn new() -> SharedStore {
         SharedStore {
-            entries: HashMap::new(),
+            entries: FxHashMap::default(),
             next_cas: 1,
         }
     }
 
     /// The value and cas of `key` (Envoy returns NotFound for absent keys).
-    pub fn get(&self, key: &str) -> Option<(&[u8], u32)> {
+    pub fn get(&self, key: &[u8]) -> Option<(&[u8], u32)> {
         self.entries
             .get(key)
             .map(|(value, cas)| (value.as_slice(), *cas))
@@ -81,7 +84,7 @@ impl SharedStore {
 
     /// Envoy's `SharedData::set`: a non-zero cas must match an existing entry's; an absent key
     /// is created whatever the cas; every write gets a fresh cas (never 0).
-    pub fn set(&mut self, key: &str, value: &[u8], cas: u32) -> SetOutcome {
+    pub fn set(&mut self, key: &[u8], value: &[u8], cas: u32) -> SetOutcome {
         let fresh = self.next_cas;
         match self.entries.get_mut(key) {
             Some(entry) => {
@@ -93,8 +96,7 @@ impl SharedStore {
                 entry.1 = fresh;
             }
             None => {
-                self.entries
-                    .insert(key.to_string(), (value.to_vec(), fresh));
+                self.entries.insert(key.into(), (value.to_vec(), fresh));
             }
         }
         self.next_cas = self.next_cas.wrapping_add(1).max(1);
@@ -158,13 +160,18 @@ impl Shared {
     /// The value and cas of one shared-data key.
     pub fn shared_data(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         self.store()
-            .get(key)
+            .get(key.as_bytes())
             .map(|(value, cas)| (value.to_vec(), cas))
     }
 
     /// All shared-data keys, sorted.
     pub fn shared_data_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.store().entries.keys().cloned().collect();
+        let store = self.store();
+        let mut keys: Vec<String> = store
+            .entries
+            .keys()
+            .map(|key| String::from_utf8_lossy(key).into_owned())
+            .collect();
         keys.sort();
         keys
     }
@@ -253,24 +260,24 @@ mod tests {
     fn shared_data_cas_follows_envoy() {
         let mut store = SharedStore::new();
         assert_eq!(
-            store.set("k", b"a", 7),
+            store.set(b"k", b"a", 7),
             SetOutcome::Stored,
             "absent keys ignore the cas"
         );
         let (_, cas) = store
-            .get("k")
+            .get(b"k")
             .map(|(v, c)| (v.to_vec(), c))
             .unwrap_or_default();
         assert_eq!(cas, 1);
-        assert_eq!(store.set("k", b"b", cas + 5), SetOutcome::CasMismatch);
-        assert_eq!(store.get("k"), Some((&b"a"[..], 1)));
-        assert_eq!(store.set("k", b"c", cas), SetOutcome::Stored);
-        assert_eq!(store.get("k"), Some((&b"c"[..], 2)));
+        assert_eq!(store.set(b"k", b"b", cas + 5), SetOutcome::CasMismatch);
+        assert_eq!(store.get(b"k"), Some((&b"a"[..], 1)));
+        assert_eq!(store.set(b"k", b"c", cas), SetOutcome::Stored);
+        assert_eq!(store.get(b"k"), Some((&b"c"[..], 2)));
         assert_eq!(
-            store.set("k", b"d", 0),
+            store.set(b"k", b"d", 0),
             SetOutcome::Stored,
             "cas 0 writes unconditionally"
         );
-        assert_eq!(store.get("k"), Some((&b"d"[..], 3)));
+        assert_eq!(store.get(b"k"), Some((&b"d"[..], 3)));
     }
 }

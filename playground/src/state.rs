@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use wasmtime::{Memory, TypedFunc};
 
-use crate::http::Headers;
+use crate::header_map::HeaderMap;
+use crate::http::{Request, Response};
 use crate::shared::{Metric, Shared};
 
 /// One plugin (root context) configured on a VM.
@@ -16,28 +17,116 @@ pub(crate) struct PluginInfo {
     pub configuration: Vec<u8>,
 }
 
-/// The HTTP stream whose callback is running.
+/// The HTTP stream whose callback is running. A worker reuses one between streams (see
+/// [`StreamData::reset`]), so its buffers stop allocating once they have grown.
 #[derive(Debug, Default)]
 pub(crate) struct StreamData {
     /// Context id of this stream in each plugin, in chain order.
     pub contexts: Vec<u32>,
-    pub request_headers: Headers,
+    pub request_headers: HeaderMap,
     pub request_body: Vec<u8>,
-    /// `None` until the response phase (Envoy: BadArgument before the response exists).
-    pub response_headers: Option<Headers>,
+    /// False until the response phase (Envoy: BadArgument for the response map before).
+    pub responding: bool,
+    pub response_headers: HeaderMap,
     pub response_body: Vec<u8>,
+    /// The response is a local reply of the module.
+    pub local: bool,
     /// Set by `proxy_send_local_response`, acted on after the callback returns (as Envoy does).
-    pub local_reply: Option<LocalReply>,
+    pub reply_pending: bool,
+    pub reply: LocalReply,
     pub source_address: String,
     pub destination_address: String,
 }
 
+impl StreamData {
+    /// Empties every field for the next stream, keeping the buffers.
+    pub fn reset(&mut self) {
+        self.contexts.clear();
+        self.request_headers.clear();
+        self.request_body.clear();
+        self.responding = false;
+        self.response_headers.clear();
+        self.response_body.clear();
+        self.local = false;
+        self.reply_pending = false;
+        self.source_address.clear();
+        self.destination_address.clear();
+    }
+
+    /// True (once) when the module sent a local reply since the last call.
+    pub fn take_reply(&mut self) -> bool {
+        std::mem::take(&mut self.reply_pending)
+    }
+
+    /// The upstream's response becomes the stream's response (names lowercased).
+    pub fn set_response(&mut self, response: &Response) {
+        self.responding = true;
+        self.local = false;
+        self.response_headers.clear();
+        let mut digits = [0; 20];
+        let status = decimal(u64::from(response.status), &mut digits);
+        self.response_headers.add(b":status", status);
+        for (name, value) in &response.headers {
+            self.response_headers.add(name.as_bytes(), value.as_bytes());
+        }
+        self.response_body.clear();
+        self.response_body.extend_from_slice(&response.body);
+    }
+
+    /// Envoy's `sendLocalReply`: the module's reply becomes the stream's response: `:status`,
+    /// content-length and text/plain when there is a body, then the module's headers.
+    pub fn set_response_from_reply(&mut self) {
+        let (reply, headers) = (&self.reply, &mut self.response_headers);
+        self.responding = true;
+        self.local = true;
+        headers.clear();
+        let mut digits = [0; 20];
+        headers.add(b":status", decimal(u64::from(reply.status), &mut digits));
+        if !reply.body.is_empty() {
+            let length = decimal(reply.body.len() as u64, &mut digits);
+            headers.add(b"content-length", length);
+            headers.add(b"content-type", b"text/plain");
+        }
+        for (name, value) in reply.headers.iter() {
+            headers.add(name, value);
+        }
+        self.response_body.clear();
+        self.response_body.extend_from_slice(&reply.body);
+    }
+
+    /// The (possibly modified) request as the upstream gets it.
+    pub fn request(&self) -> Request {
+        Request {
+            headers: self.request_headers.to_headers(),
+            body: self.request_body.clone(),
+            source_address: self.source_address.clone(),
+            destination_address: self.destination_address.clone(),
+        }
+    }
+}
+
+/// `n` in decimal ASCII, written into `digits`.
+fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        if let Some(digit) = digits.get_mut(start) {
+            *digit = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.get(start..).unwrap_or_default()
+}
+
 /// A local reply requested by the module.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct LocalReply {
     pub status: u32,
     pub body: Vec<u8>,
-    pub headers: Headers,
+    pub headers: HeaderMap,
 }
 
 /// What the running callback may touch.

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{filter_host, seed_config};
-use hrl_playground::{Error, Host, LogLevel, Plugin, Response};
+use hrl_playground::{Error, Host, LogLevel, Plugin, Request, Response, ResponseView};
 use hrl_plugin_config::{Header, PluginConfig, RateLimitHeaders};
 
 const SEED_HEADERS: [(&str, &str); 4] = [
@@ -31,6 +31,69 @@ fn upstream() -> Response {
     Response::new(200)
         .with_header("who-am-i", "upstream")
         .with_header("content-type", "application/json")
+}
+
+/// What a test reads from a [`ResponseView`].
+#[derive(Debug, PartialEq)]
+struct Seen {
+    status: u16,
+    local: bool,
+    retry_after: Option<Vec<u8>>,
+    content_type: Option<Vec<u8>>,
+    body: Vec<u8>,
+    names: Vec<Vec<u8>>,
+}
+
+fn seen(view: &ResponseView<'_>) -> Seen {
+    Seen {
+        status: view.status(),
+        local: view.local(),
+        retry_after: view.header("Retry-After").map(<[u8]>::to_vec),
+        content_type: view.header("content-type").map(<[u8]>::to_vec),
+        body: view.body().to_vec(),
+        names: view.headers().map(|(name, _)| name.to_vec()).collect(),
+    }
+}
+
+#[test]
+fn response_views_read_each_stream_in_place_and_nothing_carries_over_between_streams() {
+    let mut host = filter_host(&[seed_config()], 1);
+    let (request, upstream) = (Request::get("/headers"), upstream());
+    let worker = host.worker(0);
+    let views: Vec<Seen> = (0..3)
+        .map(|_| worker.http_stream_view(&request, &upstream, seen).unwrap())
+        .collect();
+    assert_eq!(
+        views
+            .iter()
+            .map(|v| (v.status, v.local))
+            .collect::<Vec<_>>(),
+        vec![(200, false), (200, false), (429, true)]
+    );
+    let limited = &views[2];
+    assert_eq!(limited.retry_after.as_deref(), Some(&b"1"[..]));
+    assert_eq!(limited.content_type.as_deref(), Some(&b"text/plain"[..]));
+    assert_eq!(limited.body, b"rate limited, wait and retry.\n");
+    assert!(
+        views
+            .iter()
+            .all(|v| !v.names.iter().any(|n| n.starts_with(b":"))),
+        "no pseudo headers in a view: {views:?}"
+    );
+
+    host.clock().advance(Duration::from_secs(1));
+    let worker = host.worker(0);
+    let after = worker.http_stream_view(&request, &upstream, seen).unwrap();
+    assert_eq!(
+        after, views[0],
+        "the reply's status, headers and body are gone"
+    );
+    let owned = worker
+        .http_stream_view(&request, &upstream, |view| view.to_response())
+        .unwrap();
+    assert_eq!((owned.status, owned.local), (200, false));
+    assert_seed_headers_once(&owned);
+    assert_eq!(owned.header("content-type"), Some("application/json"));
 }
 
 #[test]

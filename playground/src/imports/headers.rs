@@ -2,10 +2,10 @@
 
 use wasmtime::{Linker, Result};
 
-use crate::abi::{buffer_type, map_type, pairs_size, read_pairs, status, text, write_pairs};
+use crate::abi::{Pairs, buffer_type, map_type, pairs_size, status, text, write_pairs};
 use crate::guest::{Ctx, return_bytes, slice, with_memory};
-use crate::http::Headers;
-use crate::state::{LocalReply, StreamData, VmState};
+use crate::header_map::HeaderMap;
+use crate::state::{StreamData, VmState};
 
 pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap("env", "proxy_get_header_map_pairs", get_header_map_pairs)?;
@@ -30,31 +30,22 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
 
 /// The map a callback may see: request headers during the whole stream, response headers once
 /// the response exists; trailers and call maps never exist here (Envoy: null map).
-fn map(state: &VmState, kind: u32) -> Option<&Headers> {
+fn map(state: &VmState, kind: u32) -> Option<&HeaderMap> {
     let stream = state.active.stream.as_deref()?;
     match kind {
         map_type::HTTP_REQUEST_HEADERS => Some(&stream.request_headers),
-        map_type::HTTP_RESPONSE_HEADERS => stream.response_headers.as_ref(),
+        map_type::HTTP_RESPONSE_HEADERS if stream.responding => Some(&stream.response_headers),
         _ => None,
     }
 }
 
-fn map_mut(state: &mut VmState, kind: u32) -> Option<&mut Headers> {
+fn map_mut(state: &mut VmState, kind: u32) -> Option<&mut HeaderMap> {
     let stream = state.active.stream.as_deref_mut()?;
     match kind {
         map_type::HTTP_REQUEST_HEADERS => Some(&mut stream.request_headers),
-        map_type::HTTP_RESPONSE_HEADERS => stream.response_headers.as_mut(),
+        map_type::HTTP_RESPONSE_HEADERS if stream.responding => Some(&mut stream.response_headers),
         _ => None,
     }
-}
-
-/// Header names are stored lowercase; keys are compared without allocating.
-fn same_name(stored: &str, key: &[u8]) -> bool {
-    stored.as_bytes().eq_ignore_ascii_case(key)
-}
-
-fn lowercase_name(key: &[u8]) -> String {
-    text(key).to_ascii_lowercase()
 }
 
 fn get_header_map_pairs(
@@ -69,7 +60,7 @@ fn get_header_map_pairs(
     // Envoy returns an absent map as an empty one (null pointer, size 0).
     let len = map(caller.data(), kind)
         .filter(|m| !m.is_empty())
-        .map_or(0, |m| pairs_size(m));
+        .map_or(0, pairs_size);
     return_bytes(&mut caller, len, ptr_ptr, size_ptr, |state, dst| {
         if let Some(pairs) = map(state, kind) {
             write_pairs(pairs, dst);
@@ -82,14 +73,15 @@ fn set_header_map_pairs(mut caller: Ctx<'_>, kind: u32, ptr: u32, size: u32) -> 
         let Some(bytes) = slice(data, ptr, size) else {
             return status::INVALID_MEMORY_ACCESS;
         };
-        let Some(pairs) = read_pairs(bytes) else {
+        let Some(pairs) = Pairs::parse(bytes) else {
             return status::SERIALIZATION_FAILURE;
         };
         let Some(headers) = map_mut(state, kind) else {
             return status::BAD_ARGUMENT;
         };
         // Envoy removes every header, then adds the pairs with lowercased names.
-        *headers = crate::http::lowercase(pairs);
+        headers.clear();
+        pairs.for_each(|name, value| headers.add(name, value));
         status::OK
     })
 }
@@ -110,10 +102,9 @@ fn get_header_map_value(
             return Err(status::BAD_ARGUMENT);
         };
         // Envoy returns the first value only.
-        match headers.iter().position(|(n, _)| same_name(n, name)) {
-            Some(index) => Ok((index, headers[index].1.len())),
-            None => Err(status::NOT_FOUND),
-        }
+        let index = headers.position(name).ok_or(status::NOT_FOUND)?;
+        let len = headers.get(index).map_or(0, |(_, value)| value.len());
+        Ok((index, len))
     })?;
     let (index, len) = match found {
         Ok(found) => found,
@@ -121,7 +112,7 @@ fn get_header_map_value(
     };
     return_bytes(&mut caller, len, ptr_ptr, size_ptr, |state, dst| {
         if let Some((_, value)) = map(state, kind).and_then(|h| h.get(index)) {
-            dst.copy_from_slice(value.as_bytes());
+            dst.copy_from_slice(value);
         }
     })
 }
@@ -132,7 +123,7 @@ fn edit_header(
     key_ptr: u32,
     key_size: u32,
     value: Option<(u32, u32)>,
-    edit: fn(&mut Headers, &[u8], &str),
+    edit: fn(&mut HeaderMap, &[u8], &[u8]),
 ) -> Result<u32> {
     with_memory(&mut caller, |data, state| {
         let Some(name) = slice(data, key_ptr, key_size) else {
@@ -140,15 +131,15 @@ fn edit_header(
         };
         let value = match value {
             Some((ptr, len)) => match slice(data, ptr, len) {
-                Some(bytes) => text(bytes),
+                Some(bytes) => bytes,
                 None => return status::INVALID_MEMORY_ACCESS,
             },
-            None => std::borrow::Cow::Borrowed(""),
+            None => &[],
         };
         let Some(headers) = map_mut(state, kind) else {
             return status::BAD_ARGUMENT;
         };
-        edit(headers, name, &value);
+        edit(headers, name, value);
         status::OK
     })
 }
@@ -162,20 +153,8 @@ fn replace_header_map_value(
     value_size: u32,
 ) -> Result<u32> {
     // Envoy's setCopy: replace the first value if present, otherwise add.
-    edit_header(
-        caller,
-        kind,
-        key_ptr,
-        key_size,
-        Some((value_ptr, value_size)),
-        |h, n, v| match h.iter_mut().find(|(name, _)| same_name(name, n)) {
-            Some(entry) => {
-                entry.1.clear();
-                entry.1.push_str(v);
-            }
-            None => h.push((lowercase_name(n), v.to_string())),
-        },
-    )
+    let value = Some((value_ptr, value_size));
+    edit_header(caller, kind, key_ptr, key_size, value, HeaderMap::replace)
 }
 
 fn add_header_map_value(
@@ -186,20 +165,12 @@ fn add_header_map_value(
     value_ptr: u32,
     value_size: u32,
 ) -> Result<u32> {
-    edit_header(
-        caller,
-        kind,
-        key_ptr,
-        key_size,
-        Some((value_ptr, value_size)),
-        |h, n, v| h.push((lowercase_name(n), v.to_string())),
-    )
+    let value = Some((value_ptr, value_size));
+    edit_header(caller, kind, key_ptr, key_size, value, HeaderMap::add)
 }
 
 fn remove_header_map_value(caller: Ctx<'_>, kind: u32, key_ptr: u32, key_size: u32) -> Result<u32> {
-    edit_header(caller, kind, key_ptr, key_size, None, |h, n, _| {
-        h.retain(|(name, _)| !same_name(name, n))
-    })
+    edit_header(caller, kind, key_ptr, key_size, None, |h, n, _| h.remove(n))
 }
 
 /// The readable buffer of that type, if the running callback may see one.
@@ -264,9 +235,8 @@ fn stream_property(stream: &StreamData, path: &[&str]) -> Option<Vec<u8>> {
     let request = |name: &str| {
         stream
             .request_headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_bytes().to_vec())
+            .first(name.as_bytes())
+            .map(<[u8]>::to_vec)
     };
     match path {
         ["source", "address"] => Some(stream.source_address.as_bytes().to_vec()),
@@ -277,14 +247,9 @@ fn stream_property(stream: &StreamData, path: &[&str]) -> Option<Vec<u8>> {
         ["request", "method"] => request(":method"),
         ["request", "host"] => request(":authority"),
         ["request", "scheme"] => request(":scheme"),
-        ["response", "code"] => {
-            let headers = stream.response_headers.as_ref()?;
-            let code: i64 = headers
-                .iter()
-                .find(|(n, _)| n == ":status")?
-                .1
-                .parse()
-                .ok()?;
+        ["response", "code"] if stream.responding => {
+            let status = stream.response_headers.first(b":status")?;
+            let code: i64 = std::str::from_utf8(status).ok()?.parse().ok()?;
             Some(code.to_le_bytes().to_vec())
         }
         _ => None,
@@ -353,18 +318,20 @@ fn send_local_response(
         let Some(headers) = slice(data, headers_ptr, headers_size) else {
             return status::INVALID_MEMORY_ACCESS;
         };
-        let Some(headers) = read_pairs(headers) else {
+        let Some(headers) = Pairs::parse(headers) else {
             return status::SERIALIZATION_FAILURE;
         };
         // Outside a stream Envoy has no decoder callbacks and does nothing.
         if let Some(stream) = state.active.stream.as_deref_mut() {
             // Envoy sends the reply after the callback returns; a second one is ignored.
-            if stream.local_reply.is_none() {
-                stream.local_reply = Some(LocalReply {
-                    status: status_code,
-                    body: body.to_vec(),
-                    headers: crate::http::lowercase(headers),
-                });
+            if !stream.reply_pending {
+                stream.reply_pending = true;
+                let reply = &mut stream.reply;
+                reply.status = status_code;
+                reply.body.clear();
+                reply.body.extend_from_slice(body);
+                reply.headers.clear();
+                headers.for_each(|name, value| reply.headers.add(name, value));
             }
         }
         status::OK

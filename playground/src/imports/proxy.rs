@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use wasmtime::{Linker, Result};
 
-use crate::abi::{LogLevel, lossy, status, text};
+use crate::abi::{LogLevel, lossy, status};
 use crate::guest::{Ctx, put_u32, put_u64, return_bytes, slice, with_memory};
 use crate::shared::{MetricKind, SetOutcome};
 use crate::state::VmState;
@@ -82,9 +82,8 @@ fn get_shared_data(
 ) -> Result<u32> {
     let found = with_memory(&mut caller, |data, state| {
         let key = slice(data, key_ptr, key_size).ok_or(status::INVALID_MEMORY_ACCESS)?;
-        let key = text(key);
         let store = state.shared.store();
-        let (value, cas) = store.get(&key).ok_or(status::NOT_FOUND)?;
+        let (value, cas) = store.get(key).ok_or(status::NOT_FOUND)?;
         // Copied into the VM's reusable scratch buffer: no allocation per read, and the lock
         // is not held while the module allocates.
         state.scratch.clear();
@@ -132,7 +131,7 @@ fn set_shared_data(
         let Some(value) = value else {
             return status::INVALID_MEMORY_ACCESS;
         };
-        match state.shared.store().set(&text(key), value, cas) {
+        match state.shared.store().set(key, value, cas) {
             SetOutcome::Stored => status::OK,
             SetOutcome::CasMismatch => status::CAS_MISMATCH,
         }

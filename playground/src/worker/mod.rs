@@ -62,6 +62,8 @@ pub struct Worker {
     next_context: u32,
     next_stream: u64,
     parked: HashMap<u64, Box<StreamData>>,
+    /// The last finished stream's buffers, reused by the next stream.
+    spare: Option<Box<StreamData>>,
     failed: bool,
 }
 
@@ -129,6 +131,7 @@ impl Worker {
             next_context: 1,
             next_stream: 1,
             parked: HashMap::new(),
+            spare: None,
             failed: false,
         };
         let plugins = Arc::clone(&worker.store.data().plugins);
