@@ -66,10 +66,15 @@ fn start(policy: &str, workers: &str) -> (Running, String) {
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("no 'listening on' line; output so far: {printed:?}"));
         if let Some(address) = line.strip_prefix("hrl-playground: listening on http://") {
+            let said = |text: &str| printed.iter().any(|l: &String| l.contains(text));
+            assert!(said("policy default/httpbin"), "{printed:?}");
+            assert!(said("(1 policy)"), "{printed:?}");
             assert!(
-                printed
-                    .iter()
-                    .any(|l: &String| l.contains("policy default/httpbin")),
+                said("rate limit    2/s, burst 2, one bucket for all requests"),
+                "{printed:?}"
+            );
+            assert!(
+                said("limit headers RateLimit and RateLimit-Policy on every response"),
                 "{printed:?}"
             );
             return (running, address.to_string());

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hrl_playground::{Clock, Host, LogLevel, Module, Plugin};
-use hrl_plugin_config::PluginConfig;
+use hrl_plugin_config::{Key, PluginConfig, RateLimitHeaders};
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -91,19 +91,42 @@ fn describe(config: &PluginConfig) -> String {
     }
     match &config.rate_limit {
         None => out.push_str("    no rate limit (headers only)\n"),
-        Some(limit) => out.push_str(&format!(
-            "    rate limit    {}/s, burst {}, key {:?}, status {}, headers {:?}{}\n",
-            limit.tokens_per_second,
-            limit.burst,
-            limit.key,
-            limit.status_code,
-            limit.rate_limit_headers,
-            if limit.enforce {
-                ""
-            } else {
-                ", DRY RUN (enforce: false)"
-            }
-        )),
+        Some(limit) => {
+            let key = match &limit.key {
+                Key::None => "one bucket for all requests".to_string(),
+                Key::Header(name) => format!(
+                    "one bucket per {name} header value (at most {} keys)",
+                    limit.max_keys
+                ),
+                Key::ClientAddress => {
+                    format!(
+                        "one bucket per client address (at most {} keys)",
+                        limit.max_keys
+                    )
+                }
+            };
+            let headers = match limit.rate_limit_headers {
+                RateLimitHeaders::Ietf => "RateLimit and RateLimit-Policy on every response",
+                RateLimitHeaders::Draft03 => {
+                    "X-RateLimit-Limit/-Remaining/-Reset on every response"
+                }
+                RateLimitHeaders::None => "no rate-limit headers",
+            };
+            out.push_str(&format!(
+                "    rate limit    {}/s, burst {}, {key}\n",
+                limit.tokens_per_second, limit.burst
+            ));
+            out.push_str(&format!("    limit headers {headers}\n"));
+            out.push_str(&format!(
+                "    when limited  status {} with retry-after{}\n",
+                limit.status_code,
+                if limit.enforce {
+                    ""
+                } else {
+                    ", DRY RUN (enforce: false): nothing is refused"
+                }
+            ));
+        }
     }
     out
 }
@@ -145,11 +168,11 @@ fn main() -> Result<()> {
             args.module.display(),
             args.workers
         );
-        println!(
-            "hrl-playground: {} ({} policies)",
-            args.policy.display(),
-            configs.len()
-        );
+        let policies = match configs.len() {
+            1 => "1 policy".to_string(),
+            n => format!("{n} policies"),
+        };
+        println!("hrl-playground: {} ({policies})", args.policy.display());
         for config in &configs {
             print!("{}", describe(config));
         }
