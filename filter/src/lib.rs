@@ -108,7 +108,8 @@ impl Context for FilterHttp {}
 
 impl HttpContext for FilterHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(configured) = self.configured.clone() else {
+        // Borrowed, not cloned: `self.decision` is a disjoint field.
+        let Some(configured) = self.configured.as_deref() else {
             return Action::Continue;
         };
         let (policy, metrics) = (&configured.policy, &configured.metrics);

@@ -22,14 +22,25 @@ pub const ENCODED_LEN: usize = 17;
 pub struct Rate {
     per_second: u64,
     burst: u64,
+    /// `burst * NANOS_PER_TOKEN`, computed once (it is needed several times per request).
+    capacity: u64,
+    /// Nanoseconds after which an empty bucket is full again: `ceil(capacity / per_second)`.
+    /// Refill below this needs no overflow check (`elapsed * per_second < capacity`).
+    fill_ns: u64,
 }
 
 impl Rate {
     /// A rate of `tokens_per_second` with capacity `burst`; zeros (rejected by validation) become 1.
     pub fn new(tokens_per_second: u32, burst: u32) -> Rate {
+        let per_second = u64::from(tokens_per_second.max(1));
+        let burst = u64::from(burst.max(1));
+        // `u32::MAX * 10^9` fits in u64.
+        let capacity = burst.saturating_mul(NANOS_PER_TOKEN);
         Rate {
-            per_second: u64::from(tokens_per_second.max(1)),
-            burst: u64::from(burst.max(1)),
+            per_second,
+            burst,
+            capacity,
+            fill_ns: capacity.div_ceil(per_second),
         }
     }
 
@@ -40,7 +51,7 @@ impl Rate {
 
     /// Capacity in nano-tokens. `u32::MAX * 10^9` fits in u64.
     pub fn capacity(&self) -> u64 {
-        self.burst.saturating_mul(NANOS_PER_TOKEN)
+        self.capacity
     }
 
     /// Seconds an empty bucket needs to refill completely, at least 1 (`w`).
@@ -92,9 +103,18 @@ impl Bucket {
                 },
             };
         };
-        let added = elapsed.saturating_mul(rate.per_second);
+        // `elapsed * per_second`, saturating, is at least `capacity` from `fill_ns` on, and the
+        // level is capped at `capacity` anyway: the same result without a 64x64-bit overflow
+        // check (a 128-bit multiply call in wasm32).
+        let tokens = if elapsed >= rate.fill_ns {
+            capacity
+        } else {
+            // elapsed < ceil(capacity / per_second), so elapsed * per_second < capacity: no wrap.
+            let added = elapsed.wrapping_mul(rate.per_second);
+            self.tokens.saturating_add(added).min(capacity)
+        };
         Bucket {
-            tokens: self.tokens.saturating_add(added).min(capacity),
+            tokens,
             updated_ns: now_ns,
         }
     }
@@ -333,6 +353,52 @@ mod tests {
             corrupt.refilled(&Rate::new(1, 1), 0).tokens,
             NANOS_PER_TOKEN
         );
+    }
+
+    #[test]
+    fn refill_matches_the_saturating_formula_around_the_fill_time() {
+        // The plain definition `refilled` must agree with (it skips the overflow check).
+        let reference = |rate: &Rate, tokens: u64, elapsed: u64| {
+            tokens
+                .saturating_add(elapsed.saturating_mul(rate.per_second))
+                .min(rate.capacity())
+        };
+        for (per_second, burst) in [
+            (1, 1),
+            (2, 2),
+            (3, 10),
+            (7, 1),
+            (1000, 3),
+            (u32::MAX, 1),
+            (1, u32::MAX),
+            (u32::MAX, u32::MAX),
+        ] {
+            let rate = Rate::new(per_second, burst);
+            assert_eq!(rate.capacity(), u64::from(burst) * NANOS_PER_TOKEN);
+            for tokens in [0, 1, NANOS_PER_TOKEN - 1, rate.capacity(), u64::MAX] {
+                let fill = rate.fill_ns;
+                for elapsed in [
+                    0,
+                    1,
+                    fill.saturating_sub(2),
+                    fill - 1,
+                    fill,
+                    fill + 1,
+                    u64::MAX / 2,
+                    u64::MAX,
+                ] {
+                    let bucket = Bucket {
+                        tokens,
+                        updated_ns: 0,
+                    };
+                    assert_eq!(
+                        bucket.refilled(&rate, elapsed).tokens,
+                        reference(&rate, tokens, elapsed),
+                        "rate {per_second}/s burst {burst}, tokens {tokens}, elapsed {elapsed}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
