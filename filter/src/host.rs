@@ -23,12 +23,51 @@ pub fn now_ns() -> u64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        // Not `as_nanos` (u128): the same value (saturating) with u64 maths.
-        .map_or(0, |d| {
-            d.as_secs()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(u64::from(d.subsec_nanos()))
-        })
+        .map_or(0, |d| duration_ns(d.as_secs(), d.subsec_nanos()))
+}
+
+/// `secs * 10^9 + nanos`, saturating. Not `Duration::as_nanos` (u128) nor `saturating_mul`
+/// (a 128-bit multiply call in wasm32): one compare instead.
+pub fn duration_ns(secs: u64, nanos: u32) -> u64 {
+    const MAX_SECS: u64 = u64::MAX / 1_000_000_000;
+    if secs > MAX_SECS {
+        return u64::MAX;
+    }
+    // secs <= MAX_SECS: the product fits.
+    secs.wrapping_mul(1_000_000_000)
+        .saturating_add(u64::from(nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_ns_is_the_saturating_nanosecond_count() {
+        let reference = |secs: u64, nanos: u32| {
+            secs.saturating_mul(1_000_000_000)
+                .saturating_add(u64::from(nanos))
+        };
+        let max_secs = u64::MAX / 1_000_000_000;
+        for secs in [
+            0,
+            1,
+            1_700_000_000,
+            max_secs - 1,
+            max_secs,
+            max_secs + 1,
+            u64::MAX,
+        ] {
+            for nanos in [0, 1, 709_551_615, 709_551_616, 999_999_999] {
+                assert_eq!(duration_ns(secs, nanos), reference(secs, nanos));
+            }
+        }
+        assert_eq!(duration_ns(0, 0), 0);
+        assert_eq!(duration_ns(max_secs, 709_551_615), u64::MAX);
+        assert_eq!(duration_ns(u64::MAX, 999_999_999), u64::MAX);
+        let d = std::time::Duration::from_nanos(u64::MAX - 3);
+        assert_eq!(duration_ns(d.as_secs(), d.subsec_nanos()), u64::MAX - 3);
+    }
 }
 
 /// The plugin configuration bytes (`pluginConfig` as JSON), empty if there are none.
