@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::headers::{RETRY_AFTER, push_decimal, retry_after, retry_after_seconds};
+use crate::headers::{RETRY_AFTER, Scratch, retry_after, retry_after_seconds};
 use crate::limiter::Bucket;
 use crate::policy::{Counter, Limit, Policy};
 use crate::shared::Outcome;
@@ -108,12 +108,12 @@ pub fn response_headers<'a>(
 }
 
 /// `response_headers` without allocating, for the response path: each header is handed to
-/// `set` in the same order; per-request values are built in `scratch` (see
+/// `set` in the same order; per-request values come from `scratch` (see
 /// `HeaderStyle::render_each`).
 pub fn each_response_header(
     policy: &Policy,
     decision: Option<&Decision>,
-    scratch: &mut String,
+    scratch: &mut Scratch,
     mut set: impl FnMut(&str, &str),
 ) {
     for (name, value) in &policy.response_headers {
@@ -129,9 +129,8 @@ pub fn each_response_header(
         for (name, value) in &limit.headers {
             set(name, value);
         }
-        scratch.clear();
-        push_decimal(scratch, retry_after_seconds(&limit.rate, &decision.bucket));
-        set(RETRY_AFTER, scratch);
+        let seconds = retry_after_seconds(&limit.rate, &decision.bucket);
+        set(RETRY_AFTER, scratch.retry_after.decimal(seconds));
     }
 }
 

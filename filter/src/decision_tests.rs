@@ -198,7 +198,7 @@ fn the_allocation_free_response_path_sets_exactly_the_headers_of_response_header
             ..RateLimit::new(1, 2)
         }))),
     ];
-    let mut scratch = String::from("left over");
+    let mut scratch = crate::headers::Scratch::default();
     for policy in &cases {
         let decisions: Vec<Option<Decision>> = match policy.limit {
             None => vec![None],

@@ -112,43 +112,95 @@ impl HeaderStyle {
     }
 
     /// `render` without allocating (the response path runs it per request): each header is
-    /// handed to `set` in the same order, a per-request value built in `scratch`, which is
-    /// cleared first and reused for the next header.
+    /// handed to `set` in the same order, per-request values taken from `scratch`, which
+    /// formats a number only when it differs from the previous response's.
     pub fn render_each(
         &self,
         rate: &Rate,
         bucket: &Bucket,
-        scratch: &mut String,
+        scratch: &mut Scratch,
         set: &mut impl FnMut(&str, &str),
     ) {
         match self {
             HeaderStyle::Ietf { policy, item } => {
                 set(RATELIMIT_POLICY, policy);
-                scratch.clear();
-                scratch.push_str(item);
-                scratch.push_str(";r=");
-                push_decimal(scratch, bucket.remaining());
-                scratch.push_str(";t=");
-                push_decimal(scratch, bucket.reset_seconds(rate));
-                set(RATELIMIT, scratch);
+                let value =
+                    scratch
+                        .ratelimit
+                        .ietf(item, bucket.remaining(), bucket.reset_seconds(rate));
+                set(RATELIMIT, value);
             }
             HeaderStyle::Draft03 { limit } => {
                 set(X_RATELIMIT_LIMIT, limit);
                 let remaining = bucket.remaining();
-                scratch.clear();
-                push_decimal(scratch, remaining);
-                set(X_RATELIMIT_REMAINING, scratch);
+                set(X_RATELIMIT_REMAINING, scratch.ratelimit.decimal(remaining));
                 let reset = if remaining > 0 {
                     0
                 } else {
                     bucket.reset_seconds(rate)
                 };
-                scratch.clear();
-                push_decimal(scratch, reset);
-                set(X_RATELIMIT_RESET, scratch);
+                set(X_RATELIMIT_RESET, scratch.reset.decimal(reset));
             }
             HeaderStyle::None => {}
         }
+    }
+}
+
+/// The per-request header values of the response path, kept per VM between responses.
+#[derive(Debug, Clone, Default)]
+pub struct Scratch {
+    /// `ratelimit` (IETF) or `x-ratelimit-remaining` (draft 03).
+    pub ratelimit: Memo,
+    /// `x-ratelimit-reset` (draft 03).
+    pub reset: Memo,
+    /// `retry-after`.
+    pub retry_after: Memo,
+}
+
+/// A header value made of per-request numbers, kept from one response to the next and rebuilt
+/// only when what it is made of changes: `r` and `t` mostly repeat between requests, so most
+/// responses format no number at all.
+#[derive(Debug, Clone, Default)]
+pub struct Memo {
+    /// The numbers `value` was rendered from (`t` only for an IETF value); `None` until the
+    /// first render.
+    numbers: Option<(u64, Option<u64>)>,
+    /// The fixed text `value` was rendered with (the sf-string item, empty for a number).
+    item: String,
+    /// The rendered value.
+    value: String,
+}
+
+impl Memo {
+    /// The IETF `ratelimit` value `item;r=<remaining>;t=<reset>`.
+    pub fn ietf(&mut self, item: &str, remaining: u64, reset: u64) -> &str {
+        self.render(item, remaining, Some(reset))
+    }
+
+    /// `n` in decimal.
+    pub fn decimal(&mut self, n: u64) -> &str {
+        self.render("", n, None)
+    }
+
+    fn render(&mut self, item: &str, first: u64, reset: Option<u64>) -> &str {
+        let numbers = Some((first, reset));
+        if self.numbers != numbers || self.item != item {
+            self.value.clear();
+            match reset {
+                Some(reset) => {
+                    self.value.push_str(item);
+                    self.value.push_str(";r=");
+                    push_decimal(&mut self.value, first);
+                    self.value.push_str(";t=");
+                    push_decimal(&mut self.value, reset);
+                }
+                None => push_decimal(&mut self.value, first),
+            }
+            self.item.clear();
+            self.item.push_str(item);
+            self.numbers = numbers;
+        }
+        &self.value
     }
 }
 
@@ -346,6 +398,54 @@ mod tests {
             let mut out = String::from("x=");
             push_decimal(&mut out, n);
             assert_eq!(out, format!("x={n}"));
+        }
+    }
+
+    #[test]
+    fn a_memo_renders_like_render_and_is_rebuilt_whenever_an_input_changes() {
+        let mut memo = Memo::default();
+        assert_eq!(memo.ietf(r#""a""#, 1, 1), r#""a";r=1;t=1"#);
+        assert_eq!(memo.ietf(r#""a""#, 1, 1), r#""a";r=1;t=1"#);
+        assert_eq!(memo.ietf(r#""a""#, 0, 1), r#""a";r=0;t=1"#);
+        assert_eq!(memo.ietf(r#""a""#, 0, 2), r#""a";r=0;t=2"#);
+        assert_eq!(memo.ietf(r#""b""#, 0, 2), r#""b";r=0;t=2"#);
+        assert_eq!(
+            memo.ietf(r#""b""#, u64::MAX, u64::MAX),
+            format!(r#""b";r={0};t={0}"#, u64::MAX)
+        );
+        // A number after an IETF value with the same first number, and back.
+        assert_eq!(memo.decimal(u64::MAX), u64::MAX.to_string());
+        assert_eq!(memo.decimal(0), "0");
+        assert_eq!(memo.decimal(0), "0");
+        assert_eq!(memo.ietf("", 0, 0), ";r=0;t=0");
+        assert_eq!(memo.decimal(0), "0");
+        assert_eq!(memo.decimal(10), "10");
+    }
+
+    #[test]
+    fn render_each_sets_what_render_returns_for_every_bucket_level() {
+        let rate = Rate::new(1, 3);
+        let styles = [
+            HeaderStyle::compile(Family::Ietf, "one", &rate),
+            HeaderStyle::compile(Family::Ietf, "two", &rate),
+            HeaderStyle::compile(Family::Draft03, "x", &rate),
+            HeaderStyle::compile(Family::None, "x", &rate),
+        ];
+        // One scratch for every style and level, in an order where values repeat and change.
+        let mut scratch = Scratch::default();
+        for takes in [0, 0, 1, 1, 3, 2, 3, 3, 0] {
+            for style in styles.iter().chain(styles.iter().rev()) {
+                let bucket = after(&rate, takes);
+                let mut seen = Vec::new();
+                style.render_each(&rate, &bucket, &mut scratch, &mut |n, v| {
+                    seen.push((n.to_string(), v.to_string()));
+                });
+                let expected: Vec<(String, String)> = render(style, &rate, &bucket)
+                    .into_iter()
+                    .map(|(n, v)| (n.to_string(), v))
+                    .collect();
+                assert_eq!(seen, expected, "{style:?} after {takes}");
+            }
         }
     }
 

@@ -28,6 +28,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 use crate::decision::{
     Decision, Verdict, counter_set, decide, each_response_header, local_reply_headers,
 };
+use crate::headers::Scratch;
 use crate::host::{HostStore, Metrics};
 use crate::key::{BucketKey, KeySource};
 use crate::policy::{Counter, Policy};
@@ -41,8 +42,9 @@ proxy_wasm::main! {{
 struct Configured {
     policy: Policy,
     metrics: Metrics,
-    /// Reused for per-request header values, so the response path does not allocate.
-    scratch: RefCell<String>,
+    /// Per-request header values, kept between responses (see `headers::Memo`): the response
+    /// path neither allocates nor, mostly, formats a number.
+    scratch: RefCell<Scratch>,
 }
 
 /// One per plugin configuration per worker VM.
@@ -70,7 +72,7 @@ impl RootContext for FilterRoot {
                 self.configured = Some(Rc::new(Configured {
                     policy,
                     metrics,
-                    scratch: RefCell::new(String::with_capacity(64)),
+                    scratch: RefCell::new(Scratch::default()),
                 }));
                 true
             }
@@ -159,17 +161,20 @@ impl HttpContext for FilterHttp {
         for name in &configured.policy.remove_headers {
             host::remove_response_header(name);
         }
-        // Never re-entered (the host does not call back while we set headers); a fresh buffer
+        let (policy, decision) = (&configured.policy, self.decision.as_ref());
+        // Never re-entered (the host does not call back while we set headers); a fresh scratch
         // if it ever were, rather than a trap.
-        let mut fresh = String::new();
-        let mut borrowed = configured.scratch.try_borrow_mut();
-        let scratch = borrowed.as_deref_mut().unwrap_or(&mut fresh);
-        each_response_header(
-            &configured.policy,
-            self.decision.as_ref(),
-            scratch,
-            host::set_response_header,
-        );
+        match configured.scratch.try_borrow_mut() {
+            Ok(mut scratch) => {
+                each_response_header(policy, decision, &mut scratch, host::set_response_header);
+            }
+            Err(_) => each_response_header(
+                policy,
+                decision,
+                &mut Scratch::default(),
+                host::set_response_header,
+            ),
+        }
         Action::Continue
     }
 }
