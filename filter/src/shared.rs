@@ -74,7 +74,7 @@ pub fn take(
     let owner: &[u8] = match key {
         BucketKey::Single => return take_named(store, &keys.single, rate, now_ns),
         BucketKey::Missing => return take_named(store, &keys.missing, rate, now_ns),
-        BucketKey::Keyed(owner) => owner,
+        BucketKey::Keyed(owner) => owner.as_slice(),
     };
     let mut last = None;
     for _ in 0..MAX_ATTEMPTS {
