@@ -204,10 +204,7 @@ mod tests {
             BucketKey::from_address(Some(b"10.0.0.9:1000")),
             BucketKey::from_address(Some(b"10.0.0.9:2000"))
         );
-        assert_eq!(
-            BucketKey::from_address(Some(b"[::1]:1")),
-            keyed(b"a::1")
-        );
+        assert_eq!(BucketKey::from_address(Some(b"[::1]:1")), keyed(b"a::1"));
     }
 
     #[test]
@@ -224,10 +221,7 @@ mod tests {
             BucketKey::from_header(Some(b"10.0.0.1")),
             BucketKey::from_address(Some(b"10.0.0.1:1"))
         );
-        assert_eq!(
-            BucketKey::from_header(Some(b"team-a")),
-            keyed(b"hteam-a")
-        );
+        assert_eq!(BucketKey::from_header(Some(b"team-a")), keyed(b"hteam-a"));
     }
 
     #[test]
