@@ -36,6 +36,7 @@ pub struct Decision {
 pub type HeaderPair<'a> = (&'a str, Cow<'a, str>);
 
 /// Turn the bucket outcome into a decision under the policy's `enforce`.
+#[inline(always)]
 pub fn decide(limit: &Limit, outcome: &Outcome) -> Decision {
     let verdict = match (outcome.allowed, limit.enforce) {
         (true, _) => Verdict::Allowed,
@@ -57,6 +58,7 @@ pub fn counters(decision: Option<&Decision>) -> impl Iterator<Item = Counter> {
 
 /// `counters` as a fixed array, `None` for a counter not bumped: the request path loops over
 /// it directly (iterator adapter chains cost hundreds of instructions at `opt-level = "z"`).
+#[inline(always)]
 pub fn counter_set(decision: Option<&Decision>) -> [Option<Counter>; 3] {
     let verdict = decision.map_or(Counter::Allowed, |d| match d.verdict {
         Verdict::Allowed => Counter::Allowed,

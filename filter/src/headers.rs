@@ -114,6 +114,7 @@ impl HeaderStyle {
     /// `render` without allocating (the response path runs it per request): each header is
     /// handed to `set` in the same order, per-request values taken from `scratch`, which
     /// formats a number only when it differs from the previous response's.
+    #[inline(always)]
     pub fn render_each(
         &self,
         rate: &Rate,
@@ -173,6 +174,7 @@ pub struct Memo {
 
 impl Memo {
     /// The IETF `ratelimit` value `item;r=<remaining>;t=<reset>`.
+    #[inline(always)]
     pub fn ietf(&mut self, item: &str, remaining: u64, reset: u64) -> &str {
         self.render(item, remaining, Some(reset))
     }

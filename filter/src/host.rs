@@ -19,6 +19,7 @@ use crate::shared::{SharedStore, Written};
 
 /// Host time in nanoseconds since the epoch; 0 if the host cannot tell (the bucket maths
 /// treats that as a clock going backwards: nothing is minted).
+#[inline(always)]
 pub fn now_ns() -> u64 {
     hostcalls::get_current_time()
         .ok()
@@ -28,6 +29,7 @@ pub fn now_ns() -> u64 {
 
 /// `secs * 10^9 + nanos`, saturating. Not `Duration::as_nanos` (u128) nor `saturating_mul`
 /// (a 128-bit multiply call in wasm32): one compare instead.
+#[inline(always)]
 pub fn duration_ns(secs: u64, nanos: u32) -> u64 {
     const MAX_SECS: u64 = u64::MAX / 1_000_000_000;
     if secs > MAX_SECS {
@@ -103,6 +105,7 @@ pub fn remove_response_header(name: &str) {
 }
 
 /// Set (replace) a response header.
+#[inline(always)]
 pub fn set_response_header(name: &str, value: &str) {
     let _ignored = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
 }
@@ -130,6 +133,7 @@ impl Metrics {
     }
 
     /// Add one to each counter that is `Some`.
+    #[inline(always)]
     pub fn bump_each(&self, counters: &[Option<Counter>]) {
         for counter in counters {
             let Some(counter) = counter else {
@@ -140,6 +144,7 @@ impl Metrics {
     }
 
     /// Add one to a counter.
+    #[inline(always)]
     pub fn bump(&self, counter: Counter) {
         if let Some(Some(id)) = self.ids.get(counter as usize) {
             let _ignored = hostcalls::increment_metric(*id, 1);
@@ -152,6 +157,7 @@ impl Metrics {
 pub struct HostStore;
 
 impl SharedStore for HostStore {
+    #[inline(always)]
     fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
         match hostcalls::get_shared_data(key) {
             Ok((Some(value), cas)) => Some((value, cas.unwrap_or(0))),
@@ -159,6 +165,7 @@ impl SharedStore for HostStore {
         }
     }
 
+    #[inline(always)]
     fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Written {
         let cas = if cas == 0 { None } else { Some(cas) };
         match hostcalls::set_shared_data(key, Some(value), cas) {

@@ -3,6 +3,10 @@
 //!
 //! Pure core (`limiter`, `key`, `shared`, `headers`, `policy`, `decision`) with time and host
 //! data passed in; `host` is the thin adapter; this file wires the proxy-wasm contexts.
+//!
+//! Small helpers on the per-request path are `#[inline(always)]`: the module is built at
+//! `opt-level = "z"`, where LLVM inlines almost nothing, and each call then costs a frame and
+//! argument shuffling (measured: ~165 wasm instructions per rate-limited request).
 
 // The module must never trap: no indexing or unchecked arithmetic outside tests.
 #![cfg_attr(

@@ -50,6 +50,7 @@ impl Rate {
     }
 
     /// Capacity in nano-tokens. `u32::MAX * 10^9` fits in u64.
+    #[inline(always)]
     pub fn capacity(&self) -> u64 {
         self.capacity
     }
@@ -80,6 +81,7 @@ pub struct Take {
 
 impl Bucket {
     /// A full bucket, as every bucket starts.
+    #[inline(always)]
     pub fn full(rate: &Rate, now_ns: u64) -> Bucket {
         Bucket {
             tokens: rate.capacity(),
@@ -90,6 +92,7 @@ impl Bucket {
     /// The bucket refilled up to `now_ns`. A clock that went backwards adds nothing; within
     /// `MAX_CLOCK_LAG_NS` it keeps the later timestamp, so the same interval is never credited
     /// twice; further back it re-anchors to `now_ns` (see `is_reanchored`).
+    #[inline(always)]
     pub fn refilled(self, rate: &Rate, now_ns: u64) -> Bucket {
         let capacity = rate.capacity();
         let Some(elapsed) = now_ns.checked_sub(self.updated_ns) else {
@@ -121,6 +124,7 @@ impl Bucket {
 
     /// Whether `later`, computed from this bucket, moved its timestamp back (a stepped-back
     /// clock): time will not recompute that, so it must be stored even when nothing was taken.
+    #[inline(always)]
     pub fn is_reanchored(self, later: &Bucket) -> bool {
         later.updated_ns < self.updated_ns
     }
@@ -131,6 +135,7 @@ impl Bucket {
     }
 
     /// Refill to `now_ns`, then take one token if there is one.
+    #[inline(always)]
     pub fn take(self, rate: &Rate, now_ns: u64) -> Take {
         let bucket = self.refilled(rate, now_ns);
         match bucket.tokens.checked_sub(NANOS_PER_TOKEN) {
@@ -146,11 +151,13 @@ impl Bucket {
     }
 
     /// Whole tokens left (`r`).
+    #[inline(always)]
     pub fn remaining(&self) -> u64 {
         self.tokens / NANOS_PER_TOKEN
     }
 
     /// Whole seconds until the next whole token accrues, 0 when full (`t`).
+    #[inline(always)]
     pub fn reset_seconds(&self, rate: &Rate) -> u64 {
         if self.tokens >= rate.capacity() {
             return 0;
@@ -171,6 +178,7 @@ impl Bucket {
     }
 
     /// `encode(b"")` without an allocation: the value of a bucket with a fixed name.
+    #[inline(always)]
     pub fn encode_named(&self) -> [u8; ENCODED_LEN] {
         // Destructured, not an iterator chain: this runs per request and is ~20 instructions.
         let [t0, t1, t2, t3, t4, t5, t6, t7] = self.tokens.to_le_bytes();
@@ -191,6 +199,7 @@ impl Bucket {
     }
 
     /// Decode a shared-data value into the bucket and its owner key; None if it is not ours.
+    #[inline(always)]
     pub fn decode(bytes: &[u8]) -> Option<(Bucket, &[u8])> {
         let (&version, rest) = bytes.split_first()?;
         if version != VERSION {
