@@ -21,10 +21,14 @@ use crate::shared::{SharedStore, Written};
 /// treats that as a clock going backwards: nothing is minted).
 #[inline(always)]
 pub fn now_ns() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| duration_ns(d.as_secs(), d.subsec_nanos()))
+    // Plain matches: the `Option` combinators' closures are not inlined at opt-level z.
+    let Ok(time) = hostcalls::get_current_time() else {
+        return 0;
+    };
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => duration_ns(since.as_secs(), since.subsec_nanos()),
+        Err(_) => 0,
+    }
 }
 
 /// `secs * 10^9 + nanos`, saturating. Not `Duration::as_nanos` (u128) nor `saturating_mul`
