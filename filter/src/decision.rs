@@ -148,6 +148,98 @@ pub fn local_reply_headers<'a>(policy: &'a Policy, decision: &Decision) -> Vec<H
     out
 }
 
+/// Where a local reply header's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// `policy.response_headers[i]`.
+    Response(usize),
+    /// The i-th rate-limit header (`HeaderStyle::names`).
+    Style(usize),
+    /// `limit.headers[i]`.
+    Limit(usize),
+    /// `retry-after`.
+    RetryAfter,
+}
+
+/// `local_reply_headers` resolved once per configuration: which headers a local reply sends,
+/// and in what order, depends only on the policy (a limited request's header names are fixed),
+/// so per request only the values are filled in: no merging, no `Cow`s, no number formatting
+/// when `r` and `t` repeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    sources: Vec<Source>,
+}
+
+impl LocalReply {
+    /// The plan for `policy` (empty without a rate limit: there is no local reply).
+    pub fn plan(policy: &Policy) -> LocalReply {
+        let Some(limit) = &policy.limit else {
+            return LocalReply {
+                sources: Vec::new(),
+            };
+        };
+        // `response_headers`' names for a limited request, then `local_reply_headers`' merge.
+        let mut all: Vec<(&str, Source)> = Vec::new();
+        for (i, (name, _)) in policy.response_headers.iter().enumerate() {
+            all.push((name, Source::Response(i)));
+        }
+        for (i, name) in limit.style.names().iter().enumerate() {
+            all.push((name, Source::Style(i)));
+        }
+        for (i, (name, _)) in limit.headers.iter().enumerate() {
+            all.push((name, Source::Limit(i)));
+        }
+        all.push((RETRY_AFTER, Source::RetryAfter));
+        let mut merged: Vec<(&str, Source)> = Vec::with_capacity(all.len());
+        for (name, source) in all {
+            merged.retain(|(seen, _)| !seen.eq_ignore_ascii_case(name));
+            merged.push((name, source));
+        }
+        LocalReply {
+            sources: merged.into_iter().map(|(_, source)| source).collect(),
+        }
+    }
+
+    /// `local_reply_headers(policy, decision)` for a limited `decision`, with the per-request
+    /// values taken from `scratch`. `policy` must be the one the plan was made for.
+    pub fn headers<'a>(
+        &self,
+        policy: &'a Policy,
+        decision: &Decision,
+        scratch: &'a mut Scratch,
+    ) -> Vec<(&'a str, &'a str)> {
+        let mut out = Vec::with_capacity(self.sources.len());
+        let Some(limit) = &policy.limit else {
+            return out;
+        };
+        let Scratch {
+            ratelimit,
+            reset,
+            retry_after,
+        } = scratch;
+        let names = limit.style.names();
+        let values = limit
+            .style
+            .values(&limit.rate, &decision.bucket, ratelimit, reset);
+        let retry = retry_after.decimal(retry_after_seconds(&limit.rate, &decision.bucket));
+        for source in &self.sources {
+            let pair = match *source {
+                Source::Response(i) => policy
+                    .response_headers
+                    .get(i)
+                    .map(|(n, v)| (n.as_str(), v.as_str())),
+                Source::Style(i) => names.get(i).copied().zip(values.get(i).copied()),
+                Source::Limit(i) => limit.headers.get(i).map(|(n, v)| (n.as_str(), v.as_str())),
+                Source::RetryAfter => Some((RETRY_AFTER, retry)),
+            };
+            if let Some(pair) = pair {
+                out.push(pair);
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 #[path = "decision_tests.rs"]
 mod tests;

@@ -145,6 +145,46 @@ impl HeaderStyle {
             HeaderStyle::None => {}
         }
     }
+
+    /// The names `render` returns, in order (the same for every bucket level).
+    pub fn names(&self) -> &'static [&'static str] {
+        match self {
+            HeaderStyle::Ietf { .. } => &[RATELIMIT_POLICY, RATELIMIT],
+            HeaderStyle::Draft03 { .. } => {
+                &[X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET]
+            }
+            HeaderStyle::None => &[],
+        }
+    }
+
+    /// The values `render` returns, in `names` order, all at once (the local reply needs them
+    /// together); entries past `names().len()` are empty. Per-request values come from the
+    /// scratch memos, as in `render_each`.
+    pub fn values<'a>(
+        &'a self,
+        rate: &Rate,
+        bucket: &Bucket,
+        ratelimit: &'a mut Memo,
+        reset: &'a mut Memo,
+    ) -> [&'a str; 3] {
+        match self {
+            HeaderStyle::Ietf { policy, item } => [
+                policy,
+                ratelimit.ietf(item, bucket.remaining(), bucket.reset_seconds(rate)),
+                "",
+            ],
+            HeaderStyle::Draft03 { limit } => {
+                let remaining = bucket.remaining();
+                let seconds = if remaining > 0 {
+                    0
+                } else {
+                    bucket.reset_seconds(rate)
+                };
+                [limit, ratelimit.decimal(remaining), reset.decimal(seconds)]
+            }
+            HeaderStyle::None => ["", "", ""],
+        }
+    }
 }
 
 /// The per-request header values of the response path, kept per VM between responses.
@@ -497,6 +537,28 @@ mod tests {
                     .map(|(n, v)| (n.to_string(), v))
                     .collect();
                 assert_eq!(seen, expected, "{style:?} after {takes}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_and_values_are_what_render_returns() {
+        let rate = Rate::new(1, 3);
+        let mut scratch = Scratch::default();
+        for family in [Family::Ietf, Family::Draft03, Family::None] {
+            let style = HeaderStyle::compile(family, "n", &rate);
+            for takes in [0, 1, 3, 2] {
+                let bucket = after(&rate, takes);
+                let names = style.names();
+                let values =
+                    style.values(&rate, &bucket, &mut scratch.ratelimit, &mut scratch.reset);
+                let pairs: Vec<(&str, String)> = names
+                    .iter()
+                    .zip(values)
+                    .map(|(n, v)| (*n, v.to_string()))
+                    .collect();
+                assert_eq!(pairs, render(&style, &rate, &bucket));
+                assert!(values[names.len()..].iter().all(|v| v.is_empty()));
             }
         }
     }

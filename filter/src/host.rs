@@ -13,7 +13,6 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
-use crate::decision::HeaderPair;
 use crate::policy::{COUNTERS, Counter};
 use crate::shared::{SharedStore, Written};
 
@@ -115,8 +114,7 @@ pub fn set_response_header(name: &str, value: &str) {
 }
 
 /// Send the local reply; false if the host refused (the caller then lets the request through).
-pub fn send_local_reply(status: u32, headers: &[HeaderPair<'_>], body: &str) -> bool {
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_ref())).collect();
+pub fn send_local_reply(status: u32, headers: Vec<(&str, &str)>, body: &str) -> bool {
     hostcalls::send_http_response(status, headers, Some(body.as_bytes())).is_ok()
 }
 

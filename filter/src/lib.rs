@@ -29,9 +29,7 @@ use hrl_plugin_config::PluginConfig;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::decision::{
-    Decision, Verdict, counter_set, decide, each_response_header, local_reply_headers,
-};
+use crate::decision::{Decision, LocalReply, Verdict, counter_set, decide, each_response_header};
 use crate::headers::Scratch;
 use crate::host::{HostStore, Metrics};
 use crate::key::{BucketKey, KeySource};
@@ -46,6 +44,8 @@ proxy_wasm::main! {{
 struct Configured {
     policy: Policy,
     metrics: Metrics,
+    /// The local reply's headers, resolved from `policy` once.
+    local_reply: LocalReply,
     /// Per-request header values, kept between responses (see `headers::Memo`): the response
     /// path neither allocates nor, mostly, formats a number.
     scratch: RefCell<Scratch>,
@@ -74,6 +74,7 @@ impl RootContext for FilterRoot {
                     );
                 }
                 self.configured = Some(Rc::new(Configured {
+                    local_reply: LocalReply::plan(&policy),
                     policy,
                     metrics,
                     scratch: RefCell::new(Scratch::default()),
@@ -146,8 +147,16 @@ impl HttpContext for FilterHttp {
         if decision.verdict != Verdict::Limited {
             return Action::Continue;
         }
-        let headers = local_reply_headers(policy, &decision);
-        if host::send_local_reply(limit.status_code, &headers, &limit.body) {
+        let send = |scratch: &mut Scratch| {
+            let headers = configured.local_reply.headers(policy, &decision, scratch);
+            host::send_local_reply(limit.status_code, headers, &limit.body)
+        };
+        // Never re-entered; a fresh scratch if it ever were, rather than a trap.
+        let sent = match configured.scratch.try_borrow_mut() {
+            Ok(mut scratch) => send(&mut scratch),
+            Err(_) => send(&mut Scratch::default()),
+        };
+        if sent {
             return Action::Pause;
         }
         // The host refused the local reply: let the request through rather than stall it.
