@@ -504,7 +504,8 @@ mod tests {
         for len in 0..text.len() {
             let a = &text[..len];
             assert!(same_bytes(a, a));
-            assert!(same_bytes(a, &a.to_vec()));
+            let copy = a.to_vec();
+            assert!(same_bytes(a, &copy));
             for at in 0..len {
                 let mut b = a.to_vec();
                 b[at] ^= 1;

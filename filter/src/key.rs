@@ -233,10 +233,7 @@ mod tests {
         assert!(key.len() <= MAX_KEY_BYTES + 1);
         let mut other = long.clone();
         other[9_999] = b'y';
-        assert_ne!(
-            BucketKey::from_header(Some(&other)),
-            BucketKey::Keyed(key.clone())
-        );
+        assert_ne!(BucketKey::from_header(Some(&other)), BucketKey::Keyed(key));
         let exact = vec![b'z'; MAX_KEY_BYTES];
         assert_eq!(
             BucketKey::from_header(Some(&exact)),
@@ -255,7 +252,7 @@ mod tests {
         assert!(spoof.len() <= MAX_KEY_BYTES);
         assert_ne!(
             BucketKey::from_header(Some(spoof)),
-            BucketKey::Keyed(hashed.clone())
+            BucketKey::Keyed(hashed)
         );
         let BucketKey::Keyed(address) = BucketKey::from_address(Some(&long)) else {
             panic!("expected a keyed bucket");
