@@ -112,6 +112,7 @@ pub fn response_headers<'a>(
 /// `response_headers` without allocating, for the response path: each header is handed to
 /// `set` in the same order; per-request values come from `scratch` (see
 /// `HeaderStyle::render_each`).
+#[inline(always)]
 pub fn each_response_header(
     policy: &Policy,
     decision: Option<&Decision>,
