@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::headers::{RETRY_AFTER, push_decimal, retry_after, retry_after_seconds};
+use crate::headers::{RETRY_AFTER, Scratch, retry_after, retry_after_seconds};
 use crate::limiter::Bucket;
 use crate::policy::{Counter, Limit, Policy};
 use crate::shared::Outcome;
@@ -36,6 +36,7 @@ pub struct Decision {
 pub type HeaderPair<'a> = (&'a str, Cow<'a, str>);
 
 /// Turn the bucket outcome into a decision under the policy's `enforce`.
+#[inline(always)]
 pub fn decide(limit: &Limit, outcome: &Outcome) -> Decision {
     let verdict = match (outcome.allowed, limit.enforce) {
         (true, _) => Verdict::Allowed,
@@ -57,6 +58,7 @@ pub fn counters(decision: Option<&Decision>) -> impl Iterator<Item = Counter> {
 
 /// `counters` as a fixed array, `None` for a counter not bumped: the request path loops over
 /// it directly (iterator adapter chains cost hundreds of instructions at `opt-level = "z"`).
+#[inline(always)]
 pub fn counter_set(decision: Option<&Decision>) -> [Option<Counter>; 3] {
     let verdict = decision.map_or(Counter::Allowed, |d| match d.verdict {
         Verdict::Allowed => Counter::Allowed,
@@ -108,12 +110,13 @@ pub fn response_headers<'a>(
 }
 
 /// `response_headers` without allocating, for the response path: each header is handed to
-/// `set` in the same order; per-request values are built in `scratch` (see
+/// `set` in the same order; per-request values come from `scratch` (see
 /// `HeaderStyle::render_each`).
+#[inline(always)]
 pub fn each_response_header(
     policy: &Policy,
     decision: Option<&Decision>,
-    scratch: &mut String,
+    scratch: &mut Scratch,
     mut set: impl FnMut(&str, &str),
 ) {
     for (name, value) in &policy.response_headers {
@@ -129,9 +132,8 @@ pub fn each_response_header(
         for (name, value) in &limit.headers {
             set(name, value);
         }
-        scratch.clear();
-        push_decimal(scratch, retry_after_seconds(&limit.rate, &decision.bucket));
-        set(RETRY_AFTER, scratch);
+        let seconds = retry_after_seconds(&limit.rate, &decision.bucket);
+        set(RETRY_AFTER, scratch.retry_after.decimal(seconds));
     }
 }
 
@@ -145,6 +147,98 @@ pub fn local_reply_headers<'a>(policy: &'a Policy, decision: &Decision) -> Vec<H
         out.push((name, value));
     }
     out
+}
+
+/// Where a local reply header's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// `policy.response_headers[i]`.
+    Response(usize),
+    /// The i-th rate-limit header (`HeaderStyle::names`).
+    Style(usize),
+    /// `limit.headers[i]`.
+    Limit(usize),
+    /// `retry-after`.
+    RetryAfter,
+}
+
+/// `local_reply_headers` resolved once per configuration: which headers a local reply sends,
+/// and in what order, depends only on the policy (a limited request's header names are fixed),
+/// so per request only the values are filled in: no merging, no `Cow`s, no number formatting
+/// when `r` and `t` repeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    sources: Vec<Source>,
+}
+
+impl LocalReply {
+    /// The plan for `policy` (empty without a rate limit: there is no local reply).
+    pub fn plan(policy: &Policy) -> LocalReply {
+        let Some(limit) = &policy.limit else {
+            return LocalReply {
+                sources: Vec::new(),
+            };
+        };
+        // `response_headers`' names for a limited request, then `local_reply_headers`' merge.
+        let mut all: Vec<(&str, Source)> = Vec::new();
+        for (i, (name, _)) in policy.response_headers.iter().enumerate() {
+            all.push((name, Source::Response(i)));
+        }
+        for (i, name) in limit.style.names().iter().enumerate() {
+            all.push((name, Source::Style(i)));
+        }
+        for (i, (name, _)) in limit.headers.iter().enumerate() {
+            all.push((name, Source::Limit(i)));
+        }
+        all.push((RETRY_AFTER, Source::RetryAfter));
+        let mut merged: Vec<(&str, Source)> = Vec::with_capacity(all.len());
+        for (name, source) in all {
+            merged.retain(|(seen, _)| !seen.eq_ignore_ascii_case(name));
+            merged.push((name, source));
+        }
+        LocalReply {
+            sources: merged.into_iter().map(|(_, source)| source).collect(),
+        }
+    }
+
+    /// `local_reply_headers(policy, decision)` for a limited `decision`, with the per-request
+    /// values taken from `scratch`. `policy` must be the one the plan was made for.
+    pub fn headers<'a>(
+        &self,
+        policy: &'a Policy,
+        decision: &Decision,
+        scratch: &'a mut Scratch,
+    ) -> Vec<(&'a str, &'a str)> {
+        let mut out = Vec::with_capacity(self.sources.len());
+        let Some(limit) = &policy.limit else {
+            return out;
+        };
+        let Scratch {
+            ratelimit,
+            reset,
+            retry_after,
+        } = scratch;
+        let names = limit.style.names();
+        let values = limit
+            .style
+            .values(&limit.rate, &decision.bucket, ratelimit, reset);
+        let retry = retry_after.decimal(retry_after_seconds(&limit.rate, &decision.bucket));
+        for source in &self.sources {
+            let pair = match *source {
+                Source::Response(i) => policy
+                    .response_headers
+                    .get(i)
+                    .map(|(n, v)| (n.as_str(), v.as_str())),
+                Source::Style(i) => names.get(i).copied().zip(values.get(i).copied()),
+                Source::Limit(i) => limit.headers.get(i).map(|(n, v)| (n.as_str(), v.as_str())),
+                Source::RetryAfter => Some((RETRY_AFTER, retry)),
+            };
+            if let Some(pair) = pair {
+                out.push(pair);
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

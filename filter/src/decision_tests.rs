@@ -198,7 +198,7 @@ fn the_allocation_free_response_path_sets_exactly_the_headers_of_response_header
             ..RateLimit::new(1, 2)
         }))),
     ];
-    let mut scratch = String::from("left over");
+    let mut scratch = crate::headers::Scratch::default();
     for policy in &cases {
         let decisions: Vec<Option<Decision>> = match policy.limit {
             None => vec![None],
@@ -212,4 +212,58 @@ fn the_allocation_free_response_path_sets_exactly_the_headers_of_response_header
             assert_eq!(seen, owned(response_headers(policy, decision.as_ref())));
         }
     }
+}
+
+#[test]
+fn the_planned_local_reply_is_local_reply_headers() {
+    let with_headers = |rate_limit: RateLimit, headers: &[(&str, &str)]| RateLimit {
+        headers: headers.iter().map(|(n, v)| Header::new(*n, *v)).collect(),
+        ..rate_limit
+    };
+    let cases = [
+        policy(Some(limited(RateLimit::new(2, 2)))),
+        policy(Some(RateLimit::new(1, 1))),
+        policy(Some(limited(RateLimit {
+            rate_limit_headers: RateLimitHeaders::Draft03,
+            ..RateLimit::new(1, 3)
+        }))),
+        policy(Some(limited(RateLimit {
+            rate_limit_headers: RateLimitHeaders::None,
+            ..RateLimit::new(1, 1)
+        }))),
+        // Names repeated across lists and in other cases: the last one wins, in its place.
+        policy(Some(with_headers(
+            RateLimit::new(3, 2),
+            &[
+                ("Who-Am-I", "limited"),
+                ("RateLimit", "mine"),
+                ("retry-after", "99"),
+                ("x-extra", "1"),
+                ("X-Extra", "2"),
+            ],
+        ))),
+        policy(Some(with_headers(
+            RateLimit {
+                rate_limit_headers: RateLimitHeaders::Draft03,
+                ..RateLimit::new(1, 5)
+            },
+            &[("x-ratelimit-reset", "never")],
+        ))),
+    ];
+    let mut scratch = crate::headers::Scratch::default();
+    for policy in &cases {
+        let plan = LocalReply::plan(policy);
+        let burst = policy.limit.as_ref().unwrap().rate.burst() as u32;
+        for n in [burst + 1, burst + 2, burst + 1] {
+            let decision = nth(policy, n);
+            assert_eq!(decision.verdict, Verdict::Limited);
+            let planned: Vec<(String, String)> = plan
+                .headers(policy, &decision, &mut scratch)
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(planned, owned(local_reply_headers(policy, &decision)));
+        }
+    }
+    assert_eq!(LocalReply::plan(&policy(None)).sources, vec![]);
 }

@@ -112,44 +112,172 @@ impl HeaderStyle {
     }
 
     /// `render` without allocating (the response path runs it per request): each header is
-    /// handed to `set` in the same order, a per-request value built in `scratch`, which is
-    /// cleared first and reused for the next header.
+    /// handed to `set` in the same order, per-request values taken from `scratch`, which
+    /// formats a number only when it differs from the previous response's.
+    #[inline(always)]
     pub fn render_each(
         &self,
         rate: &Rate,
         bucket: &Bucket,
-        scratch: &mut String,
+        scratch: &mut Scratch,
         set: &mut impl FnMut(&str, &str),
     ) {
         match self {
             HeaderStyle::Ietf { policy, item } => {
                 set(RATELIMIT_POLICY, policy);
-                scratch.clear();
-                scratch.push_str(item);
-                scratch.push_str(";r=");
-                push_decimal(scratch, bucket.remaining());
-                scratch.push_str(";t=");
-                push_decimal(scratch, bucket.reset_seconds(rate));
-                set(RATELIMIT, scratch);
+                let value =
+                    scratch
+                        .ratelimit
+                        .ietf(item, bucket.remaining(), bucket.reset_seconds(rate));
+                set(RATELIMIT, value);
             }
             HeaderStyle::Draft03 { limit } => {
                 set(X_RATELIMIT_LIMIT, limit);
                 let remaining = bucket.remaining();
-                scratch.clear();
-                push_decimal(scratch, remaining);
-                set(X_RATELIMIT_REMAINING, scratch);
+                set(X_RATELIMIT_REMAINING, scratch.ratelimit.decimal(remaining));
                 let reset = if remaining > 0 {
                     0
                 } else {
                     bucket.reset_seconds(rate)
                 };
-                scratch.clear();
-                push_decimal(scratch, reset);
-                set(X_RATELIMIT_RESET, scratch);
+                set(X_RATELIMIT_RESET, scratch.reset.decimal(reset));
             }
             HeaderStyle::None => {}
         }
     }
+
+    /// The names `render` returns, in order (the same for every bucket level).
+    pub fn names(&self) -> &'static [&'static str] {
+        match self {
+            HeaderStyle::Ietf { .. } => &[RATELIMIT_POLICY, RATELIMIT],
+            HeaderStyle::Draft03 { .. } => {
+                &[X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET]
+            }
+            HeaderStyle::None => &[],
+        }
+    }
+
+    /// The values `render` returns, in `names` order, all at once (the local reply needs them
+    /// together); entries past `names().len()` are empty. Per-request values come from the
+    /// scratch memos, as in `render_each`.
+    pub fn values<'a>(
+        &'a self,
+        rate: &Rate,
+        bucket: &Bucket,
+        ratelimit: &'a mut Memo,
+        reset: &'a mut Memo,
+    ) -> [&'a str; 3] {
+        match self {
+            HeaderStyle::Ietf { policy, item } => [
+                policy,
+                ratelimit.ietf(item, bucket.remaining(), bucket.reset_seconds(rate)),
+                "",
+            ],
+            HeaderStyle::Draft03 { limit } => {
+                let remaining = bucket.remaining();
+                let seconds = if remaining > 0 {
+                    0
+                } else {
+                    bucket.reset_seconds(rate)
+                };
+                [limit, ratelimit.decimal(remaining), reset.decimal(seconds)]
+            }
+            HeaderStyle::None => ["", "", ""],
+        }
+    }
+}
+
+/// The per-request header values of the response path, kept per VM between responses.
+#[derive(Debug, Clone, Default)]
+pub struct Scratch {
+    /// `ratelimit` (IETF) or `x-ratelimit-remaining` (draft 03).
+    pub ratelimit: Memo,
+    /// `x-ratelimit-reset` (draft 03).
+    pub reset: Memo,
+    /// `retry-after`.
+    pub retry_after: Memo,
+}
+
+/// A header value made of per-request numbers, kept from one response to the next and rebuilt
+/// only when what it is made of changes: `r` and `t` mostly repeat between requests, so most
+/// responses format no number at all.
+#[derive(Debug, Clone, Default)]
+pub struct Memo {
+    /// The numbers `value` was rendered from (`t` only for an IETF value); `None` until the
+    /// first render.
+    numbers: Option<(u64, Option<u64>)>,
+    /// The fixed text `value` was rendered with (the sf-string item, empty for a number).
+    item: String,
+    /// The rendered value.
+    value: String,
+}
+
+impl Memo {
+    /// The IETF `ratelimit` value `item;r=<remaining>;t=<reset>`.
+    #[inline(always)]
+    pub fn ietf(&mut self, item: &str, remaining: u64, reset: u64) -> &str {
+        self.render(item, remaining, Some(reset))
+    }
+
+    /// `n` in decimal.
+    pub fn decimal(&mut self, n: u64) -> &str {
+        self.render("", n, None)
+    }
+
+    fn render(&mut self, item: &str, first: u64, reset: Option<u64>) -> &str {
+        let numbers = Some((first, reset));
+        if self.numbers != numbers || !same_bytes(self.item.as_bytes(), item.as_bytes()) {
+            self.value.clear();
+            match reset {
+                Some(reset) => {
+                    self.value.push_str(item);
+                    self.value.push_str(";r=");
+                    push_decimal(&mut self.value, first);
+                    self.value.push_str(";t=");
+                    push_decimal(&mut self.value, reset);
+                }
+                None => push_decimal(&mut self.value, first),
+            }
+            self.item.clear();
+            self.item.push_str(item);
+            self.numbers = numbers;
+        }
+        &self.value
+    }
+}
+
+/// `a == b`, eight bytes at a time: slice equality calls the C library's `memcmp`, a byte
+/// loop (~15 wasm instructions per byte), and the memo compares its item on every response.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        s.get(at..)
+            .and_then(<[u8]>::first_chunk::<8>)
+            .map(|w| u64::from_ne_bytes(*w))
+    };
+    let Some(last) = a.len().checked_sub(8) else {
+        // Shorter than a word: bytewise.
+        let mut i = 0;
+        while let (Some(x), Some(y)) = (a.get(i), b.get(i)) {
+            if x != y {
+                return false;
+            }
+            i = i.saturating_add(1);
+        }
+        return true;
+    };
+    // Whole words, then the last word (overlapping the one before when the length is not a
+    // multiple of 8).
+    let mut at = 0;
+    while at < last {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at = at.saturating_add(8);
+    }
+    word(a, last) == word(b, last)
 }
 
 /// `Retry-After` for a limited request: whole seconds until a token, at least 1 (and >= `t`).
@@ -187,9 +315,10 @@ pub fn push_decimal(out: &mut String, n: u64) {
             break;
         }
     }
-    for &digit in digits.get(start..).unwrap_or_default() {
-        out.push(char::from(digit));
-    }
+    // One `push_str` rather than a `String::push` call per digit; the digits are ASCII, so
+    // the check cannot fail.
+    let digits = digits.get(start..).unwrap_or_default();
+    out.push_str(core::str::from_utf8(digits).unwrap_or_default());
 }
 
 /// The policy identifier clients see: the HeaderRateLimit name, not its namespace.
@@ -346,6 +475,93 @@ mod tests {
             let mut out = String::from("x=");
             push_decimal(&mut out, n);
             assert_eq!(out, format!("x={n}"));
+        }
+    }
+
+    #[test]
+    fn a_memo_renders_like_render_and_is_rebuilt_whenever_an_input_changes() {
+        let mut memo = Memo::default();
+        assert_eq!(memo.ietf(r#""a""#, 1, 1), r#""a";r=1;t=1"#);
+        assert_eq!(memo.ietf(r#""a""#, 1, 1), r#""a";r=1;t=1"#);
+        assert_eq!(memo.ietf(r#""a""#, 0, 1), r#""a";r=0;t=1"#);
+        assert_eq!(memo.ietf(r#""a""#, 0, 2), r#""a";r=0;t=2"#);
+        assert_eq!(memo.ietf(r#""b""#, 0, 2), r#""b";r=0;t=2"#);
+        assert_eq!(
+            memo.ietf(r#""b""#, u64::MAX, u64::MAX),
+            format!(r#""b";r={0};t={0}"#, u64::MAX)
+        );
+        // A number after an IETF value with the same first number, and back.
+        assert_eq!(memo.decimal(u64::MAX), u64::MAX.to_string());
+        assert_eq!(memo.decimal(0), "0");
+        assert_eq!(memo.decimal(0), "0");
+        assert_eq!(memo.ietf("", 0, 0), ";r=0;t=0");
+        assert_eq!(memo.decimal(0), "0");
+        assert_eq!(memo.decimal(10), "10");
+    }
+
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        let text = b"\"httpbin\";r=1;t=1 and a little more to go past two words";
+        for len in 0..text.len() {
+            let a = &text[..len];
+            assert!(same_bytes(a, a));
+            let copy = a.to_vec();
+            assert!(same_bytes(a, &copy));
+            for at in 0..len {
+                let mut b = a.to_vec();
+                b[at] ^= 1;
+                assert!(!same_bytes(a, &b), "len {len}, byte {at}");
+            }
+            assert!(!same_bytes(a, &text[..len + 1]));
+        }
+    }
+
+    #[test]
+    fn render_each_sets_what_render_returns_for_every_bucket_level() {
+        let rate = Rate::new(1, 3);
+        let styles = [
+            HeaderStyle::compile(Family::Ietf, "one", &rate),
+            HeaderStyle::compile(Family::Ietf, "two", &rate),
+            HeaderStyle::compile(Family::Draft03, "x", &rate),
+            HeaderStyle::compile(Family::None, "x", &rate),
+        ];
+        // One scratch for every style and level, in an order where values repeat and change.
+        let mut scratch = Scratch::default();
+        for takes in [0, 0, 1, 1, 3, 2, 3, 3, 0] {
+            for style in styles.iter().chain(styles.iter().rev()) {
+                let bucket = after(&rate, takes);
+                let mut seen = Vec::new();
+                style.render_each(&rate, &bucket, &mut scratch, &mut |n, v| {
+                    seen.push((n.to_string(), v.to_string()));
+                });
+                let expected: Vec<(String, String)> = render(style, &rate, &bucket)
+                    .into_iter()
+                    .map(|(n, v)| (n.to_string(), v))
+                    .collect();
+                assert_eq!(seen, expected, "{style:?} after {takes}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_and_values_are_what_render_returns() {
+        let rate = Rate::new(1, 3);
+        let mut scratch = Scratch::default();
+        for family in [Family::Ietf, Family::Draft03, Family::None] {
+            let style = HeaderStyle::compile(family, "n", &rate);
+            for takes in [0, 1, 3, 2] {
+                let bucket = after(&rate, takes);
+                let names = style.names();
+                let values =
+                    style.values(&rate, &bucket, &mut scratch.ratelimit, &mut scratch.reset);
+                let pairs: Vec<(&str, String)> = names
+                    .iter()
+                    .zip(values)
+                    .map(|(n, v)| (*n, v.to_string()))
+                    .collect();
+                assert_eq!(pairs, render(&style, &rate, &bucket));
+                assert!(values[names.len()..].iter().all(|v| v.is_empty()));
+            }
         }
     }
 

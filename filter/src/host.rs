@@ -13,22 +13,66 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
-use crate::decision::HeaderPair;
 use crate::policy::{COUNTERS, Counter};
 use crate::shared::{SharedStore, Written};
 
 /// Host time in nanoseconds since the epoch; 0 if the host cannot tell (the bucket maths
 /// treats that as a clock going backwards: nothing is minted).
+#[inline(always)]
 pub fn now_ns() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        // Not `as_nanos` (u128): the same value (saturating) with u64 maths.
-        .map_or(0, |d| {
-            d.as_secs()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(u64::from(d.subsec_nanos()))
-        })
+    // Plain matches: the `Option` combinators' closures are not inlined at opt-level z.
+    let Ok(time) = hostcalls::get_current_time() else {
+        return 0;
+    };
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => duration_ns(since.as_secs(), since.subsec_nanos()),
+        Err(_) => 0,
+    }
+}
+
+/// `secs * 10^9 + nanos`, saturating. Not `Duration::as_nanos` (u128) nor `saturating_mul`
+/// (a 128-bit multiply call in wasm32): one compare instead.
+#[inline(always)]
+pub fn duration_ns(secs: u64, nanos: u32) -> u64 {
+    const MAX_SECS: u64 = u64::MAX / 1_000_000_000;
+    if secs > MAX_SECS {
+        return u64::MAX;
+    }
+    // secs <= MAX_SECS: the product fits.
+    secs.wrapping_mul(1_000_000_000)
+        .saturating_add(u64::from(nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_ns_is_the_saturating_nanosecond_count() {
+        let reference = |secs: u64, nanos: u32| {
+            secs.saturating_mul(1_000_000_000)
+                .saturating_add(u64::from(nanos))
+        };
+        let max_secs = u64::MAX / 1_000_000_000;
+        for secs in [
+            0,
+            1,
+            1_700_000_000,
+            max_secs - 1,
+            max_secs,
+            max_secs + 1,
+            u64::MAX,
+        ] {
+            for nanos in [0, 1, 709_551_615, 709_551_616, 999_999_999] {
+                assert_eq!(duration_ns(secs, nanos), reference(secs, nanos));
+            }
+        }
+        assert_eq!(duration_ns(0, 0), 0);
+        assert_eq!(duration_ns(max_secs, 709_551_615), u64::MAX);
+        assert_eq!(duration_ns(u64::MAX, 999_999_999), u64::MAX);
+        let d = std::time::Duration::from_nanos(u64::MAX - 3);
+        assert_eq!(duration_ns(d.as_secs(), d.subsec_nanos()), u64::MAX - 3);
+    }
 }
 
 /// The plugin configuration bytes (`pluginConfig` as JSON), empty if there are none.
@@ -64,13 +108,13 @@ pub fn remove_response_header(name: &str) {
 }
 
 /// Set (replace) a response header.
+#[inline(always)]
 pub fn set_response_header(name: &str, value: &str) {
     let _ignored = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
 }
 
 /// Send the local reply; false if the host refused (the caller then lets the request through).
-pub fn send_local_reply(status: u32, headers: &[HeaderPair<'_>], body: &str) -> bool {
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_ref())).collect();
+pub fn send_local_reply(status: u32, headers: Vec<(&str, &str)>, body: &str) -> bool {
     hostcalls::send_http_response(status, headers, Some(body.as_bytes())).is_ok()
 }
 
@@ -91,6 +135,7 @@ impl Metrics {
     }
 
     /// Add one to each counter that is `Some`.
+    #[inline(always)]
     pub fn bump_each(&self, counters: &[Option<Counter>]) {
         for counter in counters {
             let Some(counter) = counter else {
@@ -101,6 +146,7 @@ impl Metrics {
     }
 
     /// Add one to a counter.
+    #[inline(always)]
     pub fn bump(&self, counter: Counter) {
         if let Some(Some(id)) = self.ids.get(counter as usize) {
             let _ignored = hostcalls::increment_metric(*id, 1);
@@ -113,6 +159,7 @@ impl Metrics {
 pub struct HostStore;
 
 impl SharedStore for HostStore {
+    #[inline(always)]
     fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
         match hostcalls::get_shared_data(key) {
             Ok((Some(value), cas)) => Some((value, cas.unwrap_or(0))),
@@ -120,6 +167,7 @@ impl SharedStore for HostStore {
         }
     }
 
+    #[inline(always)]
     fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Written {
         let cas = if cas == 0 { None } else { Some(cas) };
         match hostcalls::set_shared_data(key, Some(value), cas) {

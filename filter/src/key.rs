@@ -25,7 +25,63 @@ pub enum BucketKey {
     /// A keyed policy, but the request has no key: one shared bucket.
     Missing,
     /// A keyed bucket; the bytes identify its owner (bounded by `MAX_KEY_BYTES + 1`).
-    Keyed(Vec<u8>),
+    Keyed(Material),
+}
+
+/// A keyed bucket's owner bytes, inline: building them allocates nothing (each allocation is
+/// several hundred wasm instructions per request).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Material {
+    /// Bytes used; the rest of `bytes` stays zero, so the derived equality is the slices'.
+    len: usize,
+    bytes: [u8; MAX_KEY_BYTES + 1],
+}
+
+impl Material {
+    const EMPTY: Material = Material {
+        len: 0,
+        bytes: [0; MAX_KEY_BYTES + 1],
+    };
+
+    /// These exact bytes as owner material; `None` if longer than `MAX_KEY_BYTES + 1`.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Material> {
+        let mut out = Material::EMPTY;
+        out.extend(bytes).then_some(out)
+    }
+
+    /// The owner bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+
+    /// Append `more`; false (and nothing appended) if it does not fit.
+    fn extend(&mut self, more: &[u8]) -> bool {
+        let Some(end) = self.len.checked_add(more.len()) else {
+            return false;
+        };
+        let Some(slot) = self.bytes.get_mut(self.len..end) else {
+            return false;
+        };
+        slot.copy_from_slice(more);
+        self.len = end;
+        true
+    }
+}
+
+impl std::ops::Deref for Material {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::fmt::Debug for Material {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Material")
+            .field(&self.as_slice().escape_ascii().to_string())
+            .finish()
+    }
 }
 
 impl BucketKey {
@@ -67,16 +123,16 @@ pub fn strip_port(address: &[u8]) -> &[u8] {
 /// `tag` + raw bytes, or the upper-case `tag`, `#`, length and FNV-1a digest when the raw key
 /// is long. The digest gets its own tag so a short raw value that spells a digest (`#` + 16
 /// bytes) can never land in a long key's bucket.
-fn material(tag: u8, raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MAX_KEY_BYTES.saturating_add(1));
+fn material(tag: u8, raw: &[u8]) -> Material {
+    // Both shapes fit (at most MAX_KEY_BYTES + 1 bytes), so every `extend` succeeds.
+    let mut out = Material::EMPTY;
     if raw.len() <= MAX_KEY_BYTES {
-        out.push(tag);
-        out.extend_from_slice(raw);
+        out.extend(&[tag]);
+        out.extend(raw);
     } else {
-        out.push(tag.to_ascii_uppercase());
-        out.push(b'#');
-        out.extend_from_slice(&u64::try_from(raw.len()).unwrap_or(u64::MAX).to_le_bytes());
-        out.extend_from_slice(&fnv1a64(raw).to_le_bytes());
+        out.extend(&[tag.to_ascii_uppercase(), b'#']);
+        out.extend(&u64::try_from(raw.len()).unwrap_or(u64::MAX).to_le_bytes());
+        out.extend(&fnv1a64(raw).to_le_bytes());
     }
     out
 }
@@ -101,6 +157,26 @@ pub fn probe_slots(key: &[u8], max_keys: u32) -> impl Iterator<Item = u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn keyed(bytes: &[u8]) -> BucketKey {
+        BucketKey::Keyed(Material::from_bytes(bytes).unwrap())
+    }
+
+    #[test]
+    fn material_holds_up_to_max_key_bytes_plus_one() {
+        let most = vec![b'k'; MAX_KEY_BYTES + 1];
+        assert_eq!(Material::from_bytes(&most).unwrap().as_slice(), &most[..]);
+        assert_eq!(Material::from_bytes(b"").unwrap().as_slice(), b"");
+        assert!(Material::from_bytes(&[b'k'; MAX_KEY_BYTES + 2]).is_none());
+        assert_ne!(
+            Material::from_bytes(b"ab").unwrap(),
+            Material::from_bytes(b"ab\0").unwrap()
+        );
+        assert_eq!(
+            format!("{:?}", Material::from_bytes(b"hkey\n").unwrap()),
+            r#"Material("hkey\\n")"#
+        );
+    }
 
     #[test]
     fn ipv4_address_port_is_stripped() {
@@ -128,10 +204,7 @@ mod tests {
             BucketKey::from_address(Some(b"10.0.0.9:1000")),
             BucketKey::from_address(Some(b"10.0.0.9:2000"))
         );
-        assert_eq!(
-            BucketKey::from_address(Some(b"[::1]:1")),
-            BucketKey::Keyed(b"a::1".to_vec())
-        );
+        assert_eq!(BucketKey::from_address(Some(b"[::1]:1")), keyed(b"a::1"));
     }
 
     #[test]
@@ -148,10 +221,7 @@ mod tests {
             BucketKey::from_header(Some(b"10.0.0.1")),
             BucketKey::from_address(Some(b"10.0.0.1:1"))
         );
-        assert_eq!(
-            BucketKey::from_header(Some(b"team-a")),
-            BucketKey::Keyed(b"hteam-a".to_vec())
-        );
+        assert_eq!(BucketKey::from_header(Some(b"team-a")), keyed(b"hteam-a"));
     }
 
     #[test]
@@ -163,14 +233,11 @@ mod tests {
         assert!(key.len() <= MAX_KEY_BYTES + 1);
         let mut other = long.clone();
         other[9_999] = b'y';
-        assert_ne!(
-            BucketKey::from_header(Some(&other)),
-            BucketKey::Keyed(key.clone())
-        );
+        assert_ne!(BucketKey::from_header(Some(&other)), BucketKey::Keyed(key));
         let exact = vec![b'z'; MAX_KEY_BYTES];
         assert_eq!(
             BucketKey::from_header(Some(&exact)),
-            BucketKey::Keyed([&b"h"[..], &exact].concat())
+            keyed(&[&b"h"[..], &exact].concat())
         );
     }
 
@@ -185,7 +252,7 @@ mod tests {
         assert!(spoof.len() <= MAX_KEY_BYTES);
         assert_ne!(
             BucketKey::from_header(Some(spoof)),
-            BucketKey::Keyed(hashed.clone())
+            BucketKey::Keyed(hashed)
         );
         let BucketKey::Keyed(address) = BucketKey::from_address(Some(&long)) else {
             panic!("expected a keyed bucket");

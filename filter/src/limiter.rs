@@ -22,14 +22,25 @@ pub const ENCODED_LEN: usize = 17;
 pub struct Rate {
     per_second: u64,
     burst: u64,
+    /// `burst * NANOS_PER_TOKEN`, computed once (it is needed several times per request).
+    capacity: u64,
+    /// Nanoseconds after which an empty bucket is full again: `ceil(capacity / per_second)`.
+    /// Refill below this needs no overflow check (`elapsed * per_second < capacity`).
+    fill_ns: u64,
 }
 
 impl Rate {
     /// A rate of `tokens_per_second` with capacity `burst`; zeros (rejected by validation) become 1.
     pub fn new(tokens_per_second: u32, burst: u32) -> Rate {
+        let per_second = u64::from(tokens_per_second.max(1));
+        let burst = u64::from(burst.max(1));
+        // `u32::MAX * 10^9` fits in u64.
+        let capacity = burst.saturating_mul(NANOS_PER_TOKEN);
         Rate {
-            per_second: u64::from(tokens_per_second.max(1)),
-            burst: u64::from(burst.max(1)),
+            per_second,
+            burst,
+            capacity,
+            fill_ns: capacity.div_ceil(per_second),
         }
     }
 
@@ -39,8 +50,9 @@ impl Rate {
     }
 
     /// Capacity in nano-tokens. `u32::MAX * 10^9` fits in u64.
+    #[inline(always)]
     pub fn capacity(&self) -> u64 {
-        self.burst.saturating_mul(NANOS_PER_TOKEN)
+        self.capacity
     }
 
     /// Seconds an empty bucket needs to refill completely, at least 1 (`w`).
@@ -69,6 +81,7 @@ pub struct Take {
 
 impl Bucket {
     /// A full bucket, as every bucket starts.
+    #[inline(always)]
     pub fn full(rate: &Rate, now_ns: u64) -> Bucket {
         Bucket {
             tokens: rate.capacity(),
@@ -79,6 +92,7 @@ impl Bucket {
     /// The bucket refilled up to `now_ns`. A clock that went backwards adds nothing; within
     /// `MAX_CLOCK_LAG_NS` it keeps the later timestamp, so the same interval is never credited
     /// twice; further back it re-anchors to `now_ns` (see `is_reanchored`).
+    #[inline(always)]
     pub fn refilled(self, rate: &Rate, now_ns: u64) -> Bucket {
         let capacity = rate.capacity();
         let Some(elapsed) = now_ns.checked_sub(self.updated_ns) else {
@@ -92,15 +106,25 @@ impl Bucket {
                 },
             };
         };
-        let added = elapsed.saturating_mul(rate.per_second);
+        // `elapsed * per_second`, saturating, is at least `capacity` from `fill_ns` on, and the
+        // level is capped at `capacity` anyway: the same result without a 64x64-bit overflow
+        // check (a 128-bit multiply call in wasm32).
+        let tokens = if elapsed >= rate.fill_ns {
+            capacity
+        } else {
+            // elapsed < ceil(capacity / per_second), so elapsed * per_second < capacity: no wrap.
+            let added = elapsed.wrapping_mul(rate.per_second);
+            self.tokens.saturating_add(added).min(capacity)
+        };
         Bucket {
-            tokens: self.tokens.saturating_add(added).min(capacity),
+            tokens,
             updated_ns: now_ns,
         }
     }
 
     /// Whether `later`, computed from this bucket, moved its timestamp back (a stepped-back
     /// clock): time will not recompute that, so it must be stored even when nothing was taken.
+    #[inline(always)]
     pub fn is_reanchored(self, later: &Bucket) -> bool {
         later.updated_ns < self.updated_ns
     }
@@ -111,6 +135,7 @@ impl Bucket {
     }
 
     /// Refill to `now_ns`, then take one token if there is one.
+    #[inline(always)]
     pub fn take(self, rate: &Rate, now_ns: u64) -> Take {
         let bucket = self.refilled(rate, now_ns);
         match bucket.tokens.checked_sub(NANOS_PER_TOKEN) {
@@ -126,11 +151,13 @@ impl Bucket {
     }
 
     /// Whole tokens left (`r`).
+    #[inline(always)]
     pub fn remaining(&self) -> u64 {
         self.tokens / NANOS_PER_TOKEN
     }
 
     /// Whole seconds until the next whole token accrues, 0 when full (`t`).
+    #[inline(always)]
     pub fn reset_seconds(&self, rate: &Rate) -> u64 {
         if self.tokens >= rate.capacity() {
             return 0;
@@ -151,6 +178,7 @@ impl Bucket {
     }
 
     /// `encode(b"")` without an allocation: the value of a bucket with a fixed name.
+    #[inline(always)]
     pub fn encode_named(&self) -> [u8; ENCODED_LEN] {
         // Destructured, not an iterator chain: this runs per request and is ~20 instructions.
         let [t0, t1, t2, t3, t4, t5, t6, t7] = self.tokens.to_le_bytes();
@@ -171,6 +199,7 @@ impl Bucket {
     }
 
     /// Decode a shared-data value into the bucket and its owner key; None if it is not ours.
+    #[inline(always)]
     pub fn decode(bytes: &[u8]) -> Option<(Bucket, &[u8])> {
         let (&version, rest) = bytes.split_first()?;
         if version != VERSION {
@@ -333,6 +362,52 @@ mod tests {
             corrupt.refilled(&Rate::new(1, 1), 0).tokens,
             NANOS_PER_TOKEN
         );
+    }
+
+    #[test]
+    fn refill_matches_the_saturating_formula_around_the_fill_time() {
+        // The plain definition `refilled` must agree with (it skips the overflow check).
+        let reference = |rate: &Rate, tokens: u64, elapsed: u64| {
+            tokens
+                .saturating_add(elapsed.saturating_mul(rate.per_second))
+                .min(rate.capacity())
+        };
+        for (per_second, burst) in [
+            (1, 1),
+            (2, 2),
+            (3, 10),
+            (7, 1),
+            (1000, 3),
+            (u32::MAX, 1),
+            (1, u32::MAX),
+            (u32::MAX, u32::MAX),
+        ] {
+            let rate = Rate::new(per_second, burst);
+            assert_eq!(rate.capacity(), u64::from(burst) * NANOS_PER_TOKEN);
+            for tokens in [0, 1, NANOS_PER_TOKEN - 1, rate.capacity(), u64::MAX] {
+                let fill = rate.fill_ns;
+                for elapsed in [
+                    0,
+                    1,
+                    fill.saturating_sub(2),
+                    fill - 1,
+                    fill,
+                    fill + 1,
+                    u64::MAX / 2,
+                    u64::MAX,
+                ] {
+                    let bucket = Bucket {
+                        tokens,
+                        updated_ns: 0,
+                    };
+                    assert_eq!(
+                        bucket.refilled(&rate, elapsed).tokens,
+                        reference(&rate, tokens, elapsed),
+                        "rate {per_second}/s burst {burst}, tokens {tokens}, elapsed {elapsed}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

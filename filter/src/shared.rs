@@ -2,6 +2,7 @@
 //! its own VM) draws from the same bucket. Pure over the `SharedStore` trait: the adapter
 //! implements it with host calls, the tests with an in-memory map.
 
+use crate::headers::same_bytes;
 use crate::key::{BucketKey, MAX_KEY_BYTES, probe_slots};
 use crate::limiter::{Bucket, ENCODED_LEN, Rate};
 use crate::policy::StoreKeys;
@@ -74,7 +75,7 @@ pub fn take(
     let owner: &[u8] = match key {
         BucketKey::Single => return take_named(store, &keys.single, rate, now_ns),
         BucketKey::Missing => return take_named(store, &keys.missing, rate, now_ns),
-        BucketKey::Keyed(owner) => owner,
+        BucketKey::Keyed(owner) => owner.as_slice(),
     };
     let mut last = None;
     for _ in 0..MAX_ATTEMPTS {
@@ -164,7 +165,10 @@ fn find_slot(
             }));
         };
         match Bucket::decode(&value) {
-            Some((bucket, holder)) if holder == owner => return Some(Target { key, bucket, cas }),
+            // Not `==` (the C library's bytewise `memcmp`): this runs for every probe.
+            Some((bucket, holder)) if same_bytes(holder, owner) => {
+                return Some(Target { key, bucket, cas });
+            }
             Some((bucket, _)) if !bucket.is_full_at(rate, now_ns) => {}
             // An idle holder (full again) or a value that is not ours: free to take over.
             _ => {
