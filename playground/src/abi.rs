@@ -10,6 +10,7 @@ pub(crate) mod status {
     pub const SERIALIZATION_FAILURE: u32 = 3;
     pub const INVALID_MEMORY_ACCESS: u32 = 6;
     pub const CAS_MISMATCH: u32 = 8;
+    pub const INTERNAL_FAILURE: u32 = 10;
 }
 
 /// `proxy_map_type_t`.
@@ -139,8 +140,7 @@ impl<'a> Pairs<'a> {
             bytes,
             count: get_u32(bytes, 0)?,
         };
-        let mut checked = 0;
-        pairs.walk(|_, _| checked += 1)?;
+        pairs.walk(|_, _| {})?;
         Some(pairs)
     }
 
@@ -220,5 +220,22 @@ mod tests {
         out.truncate(out.len() - 2);
         assert!(Pairs::parse(&out).is_none());
         assert_eq!(Pairs::parse(&[]).map(collect), Some(Vec::new()));
+        assert!(Pairs::parse(&[1, 0, 0]).is_none(), "a partial count");
+    }
+
+    #[test]
+    fn a_zero_count_with_trailing_bytes_is_no_pairs() {
+        assert_eq!(
+            Pairs::parse(&[0, 0, 0, 0, 9, 9]).map(collect),
+            Some(Vec::new())
+        );
+    }
+
+    #[test]
+    fn huge_counts_and_lengths_are_refused_without_overflow() {
+        assert!(Pairs::parse(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]).is_none());
+        let mut bytes = vec![1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        bytes.extend_from_slice(b"a\0b\0");
+        assert!(Pairs::parse(&bytes).is_none());
     }
 }

@@ -55,15 +55,28 @@ pub(crate) fn put(data: &mut [u8], ptr: u32, bytes: &[u8]) -> bool {
     }
 }
 
+/// Copies `src` into `dst` when both are there and the same length; false otherwise.
+pub(crate) fn copy_exact(dst: &mut [u8], src: Option<&[u8]>) -> bool {
+    match src {
+        Some(src) if src.len() == dst.len() => {
+            dst.copy_from_slice(src);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Returns `len` bytes to the module the way Envoy's `copyToPointerSize` does: allocate with
 /// the module's `proxy_on_memory_allocate`, let `fill` write them, store pointer and size.
 /// Zero bytes are returned as a null pointer and size 0 (the SDK reads that as "no value").
+/// `fill` returns false when the value changed while the module allocated (its allocator can
+/// call the host): `InternalFailure`, rather than a wrong copy.
 pub(crate) fn return_bytes(
     caller: &mut Ctx<'_>,
     len: usize,
     ptr_ptr: u32,
     size_ptr: u32,
-    fill: impl FnOnce(&VmState, &mut [u8]),
+    fill: impl FnOnce(&VmState, &mut [u8]) -> bool,
 ) -> wasmtime::Result<u32> {
     let Ok(len32) = u32::try_from(len) else {
         return Ok(status::INVALID_MEMORY_ACCESS);
@@ -88,7 +101,9 @@ pub(crate) fn return_bytes(
             else {
                 return status::INVALID_MEMORY_ACCESS;
             };
-            fill(state, dst);
+            if !fill(state, dst) {
+                return status::INTERNAL_FAILURE;
+            }
         }
         if put_u32(data, ptr_ptr, pointer) && put_u32(data, size_ptr, len32) {
             status::OK

@@ -27,7 +27,7 @@ struct Entry {
 pub(crate) struct HeaderMap {
     bytes: Vec<u8>,
     entries: Vec<Entry>,
-    /// Bytes no entry points at any more (replaced longer values, removed headers).
+    /// Bytes no entry points at any more (removed and replaced headers).
     dead: usize,
 }
 
@@ -97,33 +97,10 @@ impl HeaderMap {
         self.get(self.position(name)?).map(|(_, value)| value)
     }
 
-    /// Envoy's `setCopy`: replaces the first value of `name`, or adds the header.
+    /// Envoy's `setCopy` (since 1.16): removes every value of `name`, then appends one.
     pub fn replace(&mut self, name: &[u8], value: &[u8]) {
-        let Some(index) = self.position(name) else {
-            self.add(name, value);
-            return;
-        };
-        let Some(old) = self.entries.get(index).map(|entry| entry.value) else {
-            return;
-        };
-        let span = if value.len() <= old.len {
-            // In place: the tail of the old value is dead.
-            if let Some(dst) = self.bytes.get_mut(old.start..old.start + value.len()) {
-                dst.copy_from_slice(value);
-            }
-            self.dead += old.len - value.len();
-            Span {
-                start: old.start,
-                len: value.len(),
-            }
-        } else {
-            self.dead += old.len;
-            self.store(value)
-        };
-        if let Some(entry) = self.entries.get_mut(index) {
-            entry.value = span;
-        }
-        self.compact_if_mostly_dead();
+        self.remove(name);
+        self.add(name, value);
     }
 
     /// Removes every header called `name` (any case).
@@ -242,19 +219,34 @@ mod tests {
     }
 
     #[test]
-    fn replace_sets_the_first_value_or_adds() {
+    fn replace_removes_every_value_and_appends_one_like_envoy_set_copy() {
         let mut map = HeaderMap::default();
-        map.add(b"a", b"long value");
-        map.add(b"a", b"second");
-        map.replace(b"A", b"short");
-        assert_eq!(pairs(&map), owned(&[("a", "short"), ("a", "second")]));
-        map.replace(b"a", b"a much longer value than before");
+        map.add(b"a", b"first");
+        map.add(b"b", b"kept");
+        map.add(b"A", b"second");
+        map.replace(b"A", b"only");
+        assert_eq!(pairs(&map), owned(&[("b", "kept"), ("a", "only")]));
+        map.replace(b"c", b"new");
         assert_eq!(
             pairs(&map),
-            owned(&[("a", "a much longer value than before"), ("a", "second")])
+            owned(&[("b", "kept"), ("a", "only"), ("c", "new")])
         );
-        map.replace(b"B", b"new");
-        assert_eq!(map.get(2), Some((&b"b"[..], &b"new"[..])));
+    }
+
+    #[test]
+    fn compaction_keeps_order_and_values() {
+        let mut map = HeaderMap::default();
+        for i in 0..300 {
+            map.add(format!("h{i}").as_bytes(), &[b'v'; 32]);
+        }
+        for i in (0..300).step_by(2) {
+            map.remove(format!("h{i}").as_bytes());
+        }
+        assert!(map.dead < COMPACT_AFTER, "compacted after the removals");
+        let names: Vec<String> = pairs(&map).into_iter().map(|(n, _)| n).collect();
+        let expected: Vec<String> = (1..300).step_by(2).map(|i| format!("h{i}")).collect();
+        assert_eq!(names, expected);
+        assert!(map.iter().all(|(_, v)| v == [b'v'; 32]));
     }
 
     #[test]

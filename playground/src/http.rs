@@ -185,14 +185,24 @@ impl<'a> ResponseView<'a> {
     }
 }
 
-/// A 3-digit status code from its ASCII form.
-fn parse_status(bytes: &[u8]) -> Option<u16> {
-    if bytes.is_empty() || bytes.len() > 3 {
-        return None;
+/// The status code in a `:status` value (a decimal `u16`, as the response's `status` field).
+pub(crate) fn parse_status(bytes: &[u8]) -> Option<u16> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_status;
+
+    #[test]
+    fn status_values_parse_as_a_decimal_u16() {
+        assert_eq!(parse_status(b"200"), Some(200));
+        assert_eq!(parse_status(b"0"), Some(0));
+        assert_eq!(parse_status(b"099"), Some(99));
+        assert_eq!(parse_status(b"1000"), Some(1000));
+        assert_eq!(parse_status(b""), None);
+        assert_eq!(parse_status(b"20a"), None);
+        assert_eq!(parse_status(b"70000"), None);
+        assert_eq!(parse_status(b"\xff"), None);
     }
-    bytes.iter().try_fold(0u16, |code, digit| {
-        digit
-            .is_ascii_digit()
-            .then(|| code * 10 + u16::from(digit - b'0'))
-    })
 }

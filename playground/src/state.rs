@@ -39,18 +39,35 @@ pub(crate) struct StreamData {
 }
 
 impl StreamData {
-    /// Empties every field for the next stream, keeping the buffers.
+    /// Empties every field for the next stream, keeping the buffers. (Destructured without
+    /// `..`, so a new field cannot be forgotten here.)
     pub fn reset(&mut self) {
-        self.contexts.clear();
-        self.request_headers.clear();
-        self.request_body.clear();
-        self.responding = false;
-        self.response_headers.clear();
-        self.response_body.clear();
-        self.local = false;
-        self.reply_pending = false;
-        self.source_address.clear();
-        self.destination_address.clear();
+        let StreamData {
+            contexts,
+            request_headers,
+            request_body,
+            responding,
+            response_headers,
+            response_body,
+            local,
+            reply_pending,
+            reply,
+            source_address,
+            destination_address,
+        } = self;
+        contexts.clear();
+        request_headers.clear();
+        request_body.clear();
+        *responding = false;
+        response_headers.clear();
+        response_body.clear();
+        *local = false;
+        *reply_pending = false;
+        reply.status = 0;
+        reply.body.clear();
+        reply.headers.clear();
+        source_address.clear();
+        destination_address.clear();
     }
 
     /// True (once) when the module sent a local reply since the last call.
@@ -182,5 +199,41 @@ impl std::fmt::Debug for VmState {
             .field("worker", &self.worker)
             .field("active", &self.active)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_writes_zero_and_the_largest_u64() {
+        let mut digits = [0; 20];
+        assert_eq!(decimal(0, &mut digits), b"0");
+        assert_eq!(decimal(429, &mut digits), b"429");
+        assert_eq!(decimal(u64::MAX, &mut digits), b"18446744073709551615");
+    }
+
+    #[test]
+    fn a_local_reply_becomes_status_length_type_then_the_module_headers() {
+        let mut stream = StreamData::default();
+        stream.reply.status = 429;
+        stream.reply.body.extend_from_slice(b"slow down");
+        stream.reply.headers.add(b"Retry-After", b"1");
+        stream.set_response_from_reply();
+        assert!(stream.responding && stream.local);
+        let headers: Vec<(&[u8], &[u8])> = stream.response_headers.iter().collect();
+        assert_eq!(
+            headers,
+            vec![
+                (&b":status"[..], &b"429"[..]),
+                (b"content-length", b"9"),
+                (b"content-type", b"text/plain"),
+                (b"retry-after", b"1"),
+            ]
+        );
+        stream.reset();
+        assert!(!stream.responding && !stream.local && stream.response_headers.is_empty());
+        assert!(stream.response_body.is_empty());
     }
 }

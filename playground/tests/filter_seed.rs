@@ -26,11 +26,13 @@ fn assert_seed_headers_once(response: &Response) {
     }
 }
 
-/// An upstream that already sends one of the configured headers, to prove it is replaced.
+/// An upstream that already sends one of the configured headers twice, to prove it ends up
+/// exactly once (Envoy's `setCopy` removes every value, then adds one).
 fn upstream() -> Response {
     Response::new(200)
         .with_header("who-am-i", "upstream")
         .with_header("content-type", "application/json")
+        .with_header("Who-Am-I", "upstream again")
 }
 
 /// What a test reads from a [`ResponseView`].

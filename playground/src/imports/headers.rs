@@ -3,8 +3,9 @@
 use wasmtime::{Linker, Result};
 
 use crate::abi::{Pairs, buffer_type, map_type, pairs_size, status, text, write_pairs};
-use crate::guest::{Ctx, return_bytes, slice, with_memory};
+use crate::guest::{Ctx, copy_exact, return_bytes, slice, with_memory};
 use crate::header_map::HeaderMap;
+use crate::http::parse_status;
 use crate::state::{StreamData, VmState};
 
 pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
@@ -61,11 +62,19 @@ fn get_header_map_pairs(
     let len = map(caller.data(), kind)
         .filter(|m| !m.is_empty())
         .map_or(0, pairs_size);
-    return_bytes(&mut caller, len, ptr_ptr, size_ptr, |state, dst| {
-        if let Some(pairs) = map(state, kind) {
-            write_pairs(pairs, dst);
-        }
-    })
+    return_bytes(
+        &mut caller,
+        len,
+        ptr_ptr,
+        size_ptr,
+        |state, dst| match map(state, kind).filter(|pairs| pairs_size(pairs) == dst.len()) {
+            Some(pairs) => {
+                write_pairs(pairs, dst);
+                true
+            }
+            None => false,
+        },
+    )
 }
 
 fn set_header_map_pairs(mut caller: Ctx<'_>, kind: u32, ptr: u32, size: u32) -> Result<u32> {
@@ -111,9 +120,8 @@ fn get_header_map_value(
         Err(code) => return Ok(code),
     };
     return_bytes(&mut caller, len, ptr_ptr, size_ptr, |state, dst| {
-        if let Some((_, value)) = map(state, kind).and_then(|h| h.get(index)) {
-            dst.copy_from_slice(value);
-        }
+        let value = map(state, kind).and_then(|h| h.get(index)).map(|(_, v)| v);
+        copy_exact(dst, value)
     })
 }
 
@@ -220,9 +228,10 @@ fn get_buffer_bytes(
         return Ok(status::OK);
     }
     return_bytes(&mut caller, len, ptr_ptr, size_ptr, |state, dst| {
-        if let Some(bytes) = buffer(state, kind).and_then(|b| b.get(start..start + len)) {
-            dst.copy_from_slice(bytes);
-        }
+        copy_exact(
+            dst,
+            buffer(state, kind).and_then(|b| b.get(start..start + len)),
+        )
     })
 }
 
@@ -249,7 +258,7 @@ fn stream_property(stream: &StreamData, path: &[&str]) -> Option<Vec<u8>> {
         ["request", "scheme"] => request(":scheme"),
         ["response", "code"] if stream.responding => {
             let status = stream.response_headers.first(b":status")?;
-            let code: i64 = std::str::from_utf8(status).ok()?.parse().ok()?;
+            let code = i64::from(parse_status(status)?);
             Some(code.to_le_bytes().to_vec())
         }
         _ => None,
@@ -293,7 +302,7 @@ fn get_property(
     })?;
     match value {
         Ok(value) => return_bytes(&mut caller, value.len(), ptr_ptr, size_ptr, |_, dst| {
-            dst.copy_from_slice(&value)
+            copy_exact(dst, Some(&value))
         }),
         Err(code) => Ok(code),
     }

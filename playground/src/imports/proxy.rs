@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use wasmtime::{Linker, Result};
 
 use crate::abi::{LogLevel, lossy, status};
-use crate::guest::{Ctx, put_u32, put_u64, return_bytes, slice, with_memory};
+use crate::guest::{Ctx, copy_exact, put_u32, put_u64, return_bytes, slice, with_memory};
 use crate::shared::{MetricKind, SetOutcome};
 use crate::state::VmState;
 
@@ -96,7 +96,7 @@ fn get_shared_data(
     };
     let len = caller.data().scratch.len();
     let code = return_bytes(&mut caller, len, ptr_ptr, size_ptr, |state, dst| {
-        dst.copy_from_slice(&state.scratch)
+        copy_exact(dst, Some(&state.scratch))
     })?;
     if code != status::OK {
         return Ok(code);
