@@ -21,6 +21,8 @@ pub mod reason {
     pub const APPLY_FAILED: &str = "ApplyFailed";
     /// The WasmPlugin CRD (extensions.istio.io) is not installed.
     pub const ISTIO_NOT_INSTALLED: &str = "IstioNotInstalled";
+    /// A WasmPlugin of that name exists and was not made by the operator: left alone.
+    pub const CONFLICT: &str = "Conflict";
     /// Ready=True.
     pub const READY: &str = "Ready";
 }
@@ -36,6 +38,8 @@ pub enum Outcome {
     IstioNotInstalled,
     /// Applying failed (message from the API server).
     ApplyFailed(String),
+    /// A WasmPlugin of the planned name exists and is not ours (message from the API server).
+    Conflict(String),
 }
 
 impl Outcome {
@@ -46,6 +50,7 @@ impl Outcome {
             Outcome::Invalid(_) => reason::INVALID,
             Outcome::IstioNotInstalled => reason::ISTIO_NOT_INSTALLED,
             Outcome::ApplyFailed(_) => reason::APPLY_FAILED,
+            Outcome::Conflict(_) => reason::CONFLICT,
         }
     }
 }
@@ -103,6 +108,15 @@ pub fn desired(outcome: &Outcome, wasm_plugin: &str) -> [Desired; 3] {
             status: false,
             reason: reason::APPLY_FAILED,
             message: format!("applying WasmPlugin {wasm_plugin} failed: {message}"),
+        },
+        Outcome::Conflict(message) => Desired {
+            type_: PROGRAMMED,
+            status: false,
+            reason: reason::CONFLICT,
+            message: format!(
+                "WasmPlugin {wasm_plugin} already exists and was not created by hrl-operator; \
+                 it is left alone: delete or rename it, or rename this HeaderRateLimit ({message})"
+            ),
         },
     };
     let ready = if programmed.status {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -108,7 +109,17 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
         Ok(desired) if is_current(&ctx.wasm_plugins, desired) => Outcome::Applied,
         Ok(desired) => {
             let api = Api::<WasmPlugin>::namespaced(ctx.client.clone(), &namespace);
-            let params = PatchParams::apply(FIELD_MANAGER).force();
+            // Force only over our own object (drift repair). When the complete cache of our
+            // WasmPlugins does not have it, a plain apply creates it, or meets someone else's
+            // object of that name with a conflict: that object is left alone. Before the cache
+            // is complete we cannot tell, and force as before.
+            let cached = ObjectRef::new(&planned.wasm_plugin_name).within(&namespace);
+            let ours =
+                !store_is_complete(&ctx.wasm_plugins) || ctx.wasm_plugins.get(&cached).is_some();
+            let mut params = PatchParams::apply(FIELD_MANAGER);
+            if ours {
+                params = params.force();
+            }
             match api
                 .patch(&planned.wasm_plugin_name, &params, &Patch::Apply(desired))
                 .await
@@ -118,6 +129,9 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
                     Outcome::Applied
                 }
                 Err(kube::Error::Api(status)) if status.code == 404 => Outcome::IstioNotInstalled,
+                Err(kube::Error::Api(status)) if status.code == 409 && !ours => {
+                    Outcome::Conflict(status.message.clone())
+                }
                 Err(error) => {
                     let outcome = Outcome::ApplyFailed(error.to_string());
                     apply_error = Some(error);
@@ -167,9 +181,22 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
     .await;
     match apply_error {
         Some(error) => Err(Error::ApplyWasmPlugin(error)),
-        None if outcome == Outcome::IstioNotInstalled => Ok(Retry::Backoff),
+        // Both clear up without a change to this object (Istio installed, the other
+        // WasmPlugin deleted), so they are retried.
+        None if matches!(outcome, Outcome::IstioNotInstalled | Outcome::Conflict(_)) => {
+            Ok(Retry::Backoff)
+        }
         None => Ok(Retry::Done),
     }
+}
+
+/// True once the WasmPlugin cache holds the initial list (it never does while Istio's CRD is
+/// missing).
+fn store_is_complete(store: &Store<WasmPlugin>) -> bool {
+    store
+        .wait_until_ready()
+        .now_or_never()
+        .is_some_and(|ready| ready.is_ok())
 }
 
 /// Whether the owned WasmPlugin in the store already matches the plan (then no request).

@@ -70,18 +70,38 @@ fn with_status(mut hrl: HeaderRateLimit, outcome: &Outcome) -> HeaderRateLimit {
 type Failures = Arc<Mutex<HashMap<(String, String), u32>>>;
 
 fn context(client: Client, existing: Option<WasmPlugin>) -> Arc<Context> {
-    context_sharing(client, existing, Failures::default())
+    context_sharing(client, existing, Cache::Partial, Failures::default())
+}
+
+/// Whether the WasmPlugin cache has seen its initial list (it never does while Istio's CRD is
+/// missing).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cache {
+    Partial,
+    Complete,
 }
 
 /// A context whose per-object failure counts are `failures` (shared across reconciles).
 fn context_sharing(
     client: Client,
     existing: Option<WasmPlugin>,
+    cache: Cache,
     failures: Failures,
 ) -> Arc<Context> {
     let (store, mut writer) = reflector::store();
-    if let Some(wp) = existing {
-        writer.apply_watcher_event(&Event::Apply(wp));
+    match cache {
+        Cache::Partial => {
+            if let Some(wp) = existing {
+                writer.apply_watcher_event(&Event::Apply(wp));
+            }
+        }
+        Cache::Complete => {
+            writer.apply_watcher_event(&Event::Init);
+            if let Some(wp) = existing {
+                writer.apply_watcher_event(&Event::InitApply(wp));
+            }
+            writer.apply_watcher_event(&Event::InitDone);
+        }
     }
     Arc::new(Context {
         recorder: Recorder::new(
@@ -110,11 +130,20 @@ struct Exchange {
     answer: Value,
 }
 
+/// A forced apply of the WasmPlugin (our own object, or the cache cannot tell).
 fn apply_wp(body: Value, status: StatusCode, answer: Value) -> Exchange {
+    Exchange {
+        query: &[("fieldManager", "hrl-operator"), ("force", "true")],
+        ..apply_wp_unforced(body, status, answer)
+    }
+}
+
+/// An apply without force: the complete cache does not have the WasmPlugin.
+fn apply_wp_unforced(body: Value, status: StatusCode, answer: Value) -> Exchange {
     Exchange {
         method: Method::PATCH,
         path: WP_PATH,
-        query: &[("fieldManager", "hrl-operator"), ("force", "true")],
+        query: &[("fieldManager", "hrl-operator")],
         check: Box::new(move |got| assert_eq!(got, &body, "apply body")),
         status,
         answer,
@@ -234,7 +263,7 @@ async fn run(
     existing: Option<WasmPlugin>,
     script: Vec<Exchange>,
 ) -> Result<Action, Error> {
-    run_sharing(hrl, existing, script, Failures::default()).await
+    run_with(hrl, existing, Cache::Partial, script, Failures::default()).await
 }
 
 /// `run`, keeping the per-object failure counts in `failures` (to see backoff grow).
@@ -244,8 +273,19 @@ async fn run_sharing(
     script: Vec<Exchange>,
     failures: Failures,
 ) -> Result<Action, Error> {
+    run_with(hrl, existing, Cache::Partial, script, failures).await
+}
+
+/// `run` with the cache in the given state.
+async fn run_with(
+    hrl: HeaderRateLimit,
+    existing: Option<WasmPlugin>,
+    cache: Cache,
+    script: Vec<Exchange>,
+    failures: Failures,
+) -> Result<Action, Error> {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = context_sharing(Client::new(service, "default"), existing, failures);
+    let ctx = context_sharing(Client::new(service, "default"), existing, cache, failures);
     let (result, mut handle) =
         tokio::join!(reconcile(Arc::new(hrl), ctx.clone()), serve(handle, script));
     drop(ctx);
@@ -410,5 +450,79 @@ async fn an_api_error_sets_apply_failed_and_retries_with_backoff() {
             Action::requeue(Duration::from_secs(5)),
             Action::requeue(Duration::from_secs(10))
         )
+    );
+}
+
+#[tokio::test]
+async fn with_a_complete_cache_a_new_wasm_plugin_is_created_without_force() {
+    let hrl = valid();
+    let body = wp_json(&desired(&hrl));
+    let script = vec![
+        apply_wp_unforced(body.clone(), StatusCode::CREATED, body),
+        apply_status(READY, None),
+        event("Normal", "WasmPluginApplied"),
+    ];
+    let action = run_with(hrl, None, Cache::Complete, script, Failures::default())
+        .await
+        .expect("reconciled");
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn with_a_complete_cache_our_drifted_wasm_plugin_is_still_forced_back() {
+    let hrl = already_ready(valid());
+    let want = desired(&hrl);
+    let mut drifted = want.clone();
+    drifted.spec.fail_strategy = Some("FAIL_OPEN".into());
+    let body = wp_json(&want);
+    let script = vec![
+        apply_wp(body.clone(), StatusCode::OK, body),
+        event("Normal", "WasmPluginApplied"),
+    ];
+    let action = run_with(
+        hrl,
+        Some(drifted),
+        Cache::Complete,
+        script,
+        Failures::default(),
+    )
+    .await
+    .expect("reconciled");
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn someone_elses_wasm_plugin_of_the_same_name_is_left_alone_and_reported_as_a_conflict() {
+    let hrl = valid();
+    let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "Apply failed with 1 conflict: conflict with \"kubectl-create\": .spec.url", "reason": "Conflict", "code": 409});
+    let conflicted = [
+        ("Accepted", "True", "Accepted"),
+        ("Programmed", "False", "Conflict"),
+        ("Ready", "False", "Conflict"),
+    ];
+    let script = vec![
+        apply_wp_unforced(wp_json(&desired(&hrl)), StatusCode::CONFLICT, conflict),
+        apply_status(conflicted, None),
+        event("Warning", "Conflict"),
+    ];
+    let action = run_with(hrl, None, Cache::Complete, script, Failures::default())
+        .await
+        .expect("a conflict is a status, not an error");
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(5)),
+        "retried: deleting the other object clears it"
+    );
+    let [_, programmed, _] = conditions::desired(
+        &Outcome::Conflict("conflict with \"kubectl-create\"".into()),
+        "hrl-web",
+    );
+    assert!(
+        programmed
+            .message
+            .contains("hrl-web already exists and was not created by hrl-operator")
+            && programmed.message.contains("kubectl-create"),
+        "{}",
+        programmed.message
     );
 }
