@@ -13,6 +13,7 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
+use crate::headers::merge_list_item;
 use crate::policy::{COUNTERS, Counter};
 use crate::shared::{SharedStore, Written};
 
@@ -111,6 +112,21 @@ pub fn remove_response_header(name: &str) {
 #[inline(always)]
 pub fn set_response_header(name: &str, value: &str) {
     let _ignored = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+}
+
+/// Sets a list header (`RateLimit`, `RateLimit-Policy`) so that it carries `item` once and
+/// keeps its other members: another policy's on the same workload, or the upstream's.
+/// `buffer` holds the merged value.
+pub fn set_response_list_member(name: &str, item: &str, buffer: &mut String) {
+    match hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name) {
+        // Already exactly this member (a local reply of this policy): nothing to change.
+        Ok(Some(existing)) if existing == item.as_bytes() => {}
+        Ok(Some(existing)) if !existing.is_empty() => {
+            merge_list_item(&existing, item, buffer);
+            set_response_header(name, buffer);
+        }
+        _ => set_response_header(name, item),
+    }
 }
 
 /// Send the local reply; false if the host refused (the caller then lets the request through).

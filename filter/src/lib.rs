@@ -30,7 +30,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::decision::{Decision, LocalReply, Verdict, counter_set, decide, each_response_header};
-use crate::headers::Scratch;
+use crate::headers::{RATELIMIT, RATELIMIT_POLICY, Scratch};
 use crate::host::{HostStore, Metrics};
 use crate::key::{BucketKey, KeySource};
 use crate::policy::{Counter, Policy};
@@ -49,6 +49,8 @@ struct Configured {
     /// Per-request header values, kept between responses (see `headers::Memo`): the response
     /// path neither allocates nor, mostly, formats a number.
     scratch: RefCell<Scratch>,
+    /// Reused for an IETF list header merged with members already in the response.
+    merged: RefCell<String>,
 }
 
 /// One per plugin configuration per worker VM.
@@ -78,6 +80,7 @@ impl RootContext for FilterRoot {
                     policy,
                     metrics,
                     scratch: RefCell::new(Scratch::default()),
+                    merged: RefCell::new(String::new()),
                 }));
                 true
             }
@@ -175,19 +178,27 @@ impl HttpContext for FilterHttp {
             host::remove_response_header(name);
         }
         let (policy, decision) = (&configured.policy, self.decision.as_ref());
+        let set = |name: &str, value: &str| set_response_header(&configured.merged, name, value);
         // Never re-entered (the host does not call back while we set headers); a fresh scratch
         // if it ever were, rather than a trap.
         match configured.scratch.try_borrow_mut() {
-            Ok(mut scratch) => {
-                each_response_header(policy, decision, &mut scratch, host::set_response_header);
-            }
-            Err(_) => each_response_header(
-                policy,
-                decision,
-                &mut Scratch::default(),
-                host::set_response_header,
-            ),
+            Ok(mut scratch) => each_response_header(policy, decision, &mut scratch, set),
+            Err(_) => each_response_header(policy, decision, &mut Scratch::default(), set),
         }
         Action::Continue
+    }
+}
+
+/// Sets one response header. The IETF headers are lists: this policy's member is merged into
+/// what is there (another policy's on the same workload, or the upstream's), so each policy
+/// appears once; every other header is replaced.
+fn set_response_header(merged: &RefCell<String>, name: &str, value: &str) {
+    if name != RATELIMIT && name != RATELIMIT_POLICY {
+        host::set_response_header(name, value);
+        return;
+    }
+    match merged.try_borrow_mut() {
+        Ok(mut buffer) => host::set_response_list_member(name, value, &mut buffer),
+        Err(_) => host::set_response_list_member(name, value, &mut String::new()),
     }
 }

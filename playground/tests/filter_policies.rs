@@ -4,7 +4,7 @@
 mod common;
 
 use common::{counter, filter_host, limit_config};
-use hrl_playground::Request;
+use hrl_playground::{Request, Response};
 use hrl_plugin_config::RateLimit;
 
 #[test]
@@ -45,6 +45,45 @@ fn a_policy_limited_by_the_second_plugin_still_gets_the_first_plugins_headers() 
         limited.header_all("x-first"),
         vec!["1"],
         "every plugin encodes the local reply"
+    );
+}
+
+#[test]
+fn two_policies_on_one_workload_each_list_their_item_once_in_the_ietf_headers() {
+    let first = limit_config("default/first", RateLimit::new(1, 5));
+    let second = limit_config("default/second", RateLimit::new(1, 1));
+    let mut host = filter_host(&[first, second], 1);
+    let upstream = || {
+        Response::new(200)
+            .with_header("RateLimit", r#""upstream";r=7;t=3"#)
+            .with_header("RateLimit-Policy", r#""upstream";q=10;w=60"#)
+    };
+    let allowed = host
+        .worker(0)
+        .http_stream_with(Request::get("/"), |_| upstream())
+        .unwrap();
+    assert_eq!(allowed.status, 200);
+    // The second plugin encodes first, then the first: each appends its own member.
+    assert_eq!(
+        allowed.header_all("ratelimit"),
+        vec![r#""upstream";r=7;t=3, "second";r=0;t=1, "first";r=4;t=1"#]
+    );
+    assert_eq!(
+        allowed.header_all("ratelimit-policy"),
+        vec![r#""upstream";q=10;w=60, "second";q=1;w=1, "first";q=5;w=5"#]
+    );
+
+    // The second policy limits (the first took its token before): the reply already has the
+    // second's members; every plugin encodes the reply, and each policy still appears once.
+    let limited = host.worker(0).http_stream(Request::get("/")).unwrap();
+    assert_eq!(limited.status, 429);
+    assert_eq!(
+        limited.header_all("ratelimit"),
+        vec![r#""second";r=0;t=1, "first";r=3;t=1"#]
+    );
+    assert_eq!(
+        limited.header_all("ratelimit-policy"),
+        vec![r#""second";q=1;w=1, "first";q=5;w=5"#]
     );
 }
 
