@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::headers::{RETRY_AFTER, Scratch, retry_after, retry_after_seconds};
+use crate::headers::{HeaderSink, RETRY_AFTER, Scratch, retry_after, retry_after_seconds};
 use crate::limiter::Bucket;
 use crate::policy::{Counter, Limit, Policy};
 use crate::shared::Outcome;
@@ -110,30 +110,30 @@ pub fn response_headers<'a>(
 }
 
 /// `response_headers` without allocating, for the response path: each header is handed to
-/// `set` in the same order; per-request values come from `scratch` (see
-/// `HeaderStyle::render_each`).
+/// `sink` in the same order (the IETF ones as list members); per-request values come from
+/// `scratch` (see `HeaderStyle::render_each`).
 #[inline(always)]
 pub fn each_response_header(
     policy: &Policy,
     decision: Option<&Decision>,
     scratch: &mut Scratch,
-    mut set: impl FnMut(&str, &str),
+    mut sink: impl HeaderSink,
 ) {
     for (name, value) in &policy.response_headers {
-        set(name, value);
+        sink.set(name, value);
     }
     let (Some(limit), Some(decision)) = (&policy.limit, decision) else {
         return;
     };
     limit
         .style
-        .render_each(&limit.rate, &decision.bucket, scratch, &mut set);
+        .render_each(&limit.rate, &decision.bucket, scratch, &mut sink);
     if decision.verdict == Verdict::Limited {
         for (name, value) in &limit.headers {
-            set(name, value);
+            sink.set(name, value);
         }
         let seconds = retry_after_seconds(&limit.rate, &decision.bucket);
-        set(RETRY_AFTER, scratch.retry_after.decimal(seconds));
+        sink.set(RETRY_AFTER, scratch.retry_after.decimal(seconds));
     }
 }
 

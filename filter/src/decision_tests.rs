@@ -206,9 +206,14 @@ fn the_allocation_free_response_path_sets_exactly_the_headers_of_response_header
         };
         for decision in decisions {
             let mut seen = Vec::new();
-            each_response_header(policy, decision.as_ref(), &mut scratch, |n, v| {
-                seen.push((n.to_string(), v.to_string()));
-            });
+            each_response_header(
+                policy,
+                decision.as_ref(),
+                &mut scratch,
+                |n: &str, v: &str| {
+                    seen.push((n.to_string(), v.to_string()));
+                },
+            );
             assert_eq!(seen, owned(response_headers(policy, decision.as_ref())));
         }
     }

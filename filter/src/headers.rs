@@ -18,6 +18,24 @@ pub const X_RATELIMIT_RESET: &str = "x-ratelimit-reset";
 /// On limited responses.
 pub const RETRY_AFTER: &str = "retry-after";
 
+/// Where the response path writes headers, one at a time.
+pub trait HeaderSink {
+    /// Sets (replaces) a header.
+    fn set(&mut self, name: &str, value: &str);
+
+    /// Puts `item` into a list header (`RateLimit`, `RateLimit-Policy`) once, next to members
+    /// already there. Setting it outright is right where nothing else can be there.
+    fn set_list_member(&mut self, name: &str, item: &str) {
+        self.set(name, item);
+    }
+}
+
+impl<F: FnMut(&str, &str)> HeaderSink for F {
+    fn set(&mut self, name: &str, value: &str) {
+        self(name, value);
+    }
+}
+
 /// Which rate-limit headers a policy sends, with their fixed parts pre-rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderStyle {
@@ -112,35 +130,36 @@ impl HeaderStyle {
     }
 
     /// `render` without allocating (the response path runs it per request): each header is
-    /// handed to `set` in the same order, per-request values taken from `scratch`, which
-    /// formats a number only when it differs from the previous response's.
+    /// handed to `sink` in the same order (the IETF ones as list members), per-request values
+    /// taken from `scratch`, which formats a number only when it differs from the previous
+    /// response's.
     #[inline(always)]
     pub fn render_each(
         &self,
         rate: &Rate,
         bucket: &Bucket,
         scratch: &mut Scratch,
-        set: &mut impl FnMut(&str, &str),
+        sink: &mut impl HeaderSink,
     ) {
         match self {
             HeaderStyle::Ietf { policy, item } => {
-                set(RATELIMIT_POLICY, policy);
+                sink.set_list_member(RATELIMIT_POLICY, policy);
                 let value =
                     scratch
                         .ratelimit
                         .ietf(item, bucket.remaining(), bucket.reset_seconds(rate));
-                set(RATELIMIT, value);
+                sink.set_list_member(RATELIMIT, value);
             }
             HeaderStyle::Draft03 { limit } => {
-                set(X_RATELIMIT_LIMIT, limit);
+                sink.set(X_RATELIMIT_LIMIT, limit);
                 let remaining = bucket.remaining();
-                set(X_RATELIMIT_REMAINING, scratch.ratelimit.decimal(remaining));
+                sink.set(X_RATELIMIT_REMAINING, scratch.ratelimit.decimal(remaining));
                 let reset = if remaining > 0 {
                     0
                 } else {
                     bucket.reset_seconds(rate)
                 };
-                set(X_RATELIMIT_RESET, scratch.reset.decimal(reset));
+                sink.set(X_RATELIMIT_RESET, scratch.reset.decimal(reset));
             }
             HeaderStyle::None => {}
         }
@@ -640,7 +659,7 @@ mod tests {
             for style in styles.iter().chain(styles.iter().rev()) {
                 let bucket = after(&rate, takes);
                 let mut seen = Vec::new();
-                style.render_each(&rate, &bucket, &mut scratch, &mut |n, v| {
+                style.render_each(&rate, &bucket, &mut scratch, &mut |n: &str, v: &str| {
                     seen.push((n.to_string(), v.to_string()));
                 });
                 let expected: Vec<(String, String)> = render(style, &rate, &bucket)

@@ -30,7 +30,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::decision::{Decision, LocalReply, Verdict, counter_set, decide, each_response_header};
-use crate::headers::{RATELIMIT, RATELIMIT_POLICY, Scratch};
+use crate::headers::{HeaderSink, Scratch};
 use crate::host::{HostStore, Metrics};
 use crate::key::{BucketKey, KeySource};
 use crate::policy::{Counter, Policy};
@@ -178,27 +178,36 @@ impl HttpContext for FilterHttp {
             host::remove_response_header(name);
         }
         let (policy, decision) = (&configured.policy, self.decision.as_ref());
-        let set = |name: &str, value: &str| set_response_header(&configured.merged, name, value);
+        let sink = ResponseHeaders {
+            merged: &configured.merged,
+        };
         // Never re-entered (the host does not call back while we set headers); a fresh scratch
         // if it ever were, rather than a trap.
         match configured.scratch.try_borrow_mut() {
-            Ok(mut scratch) => each_response_header(policy, decision, &mut scratch, set),
-            Err(_) => each_response_header(policy, decision, &mut Scratch::default(), set),
+            Ok(mut scratch) => each_response_header(policy, decision, &mut scratch, sink),
+            Err(_) => each_response_header(policy, decision, &mut Scratch::default(), sink),
         }
         Action::Continue
     }
 }
 
-/// Sets one response header. The IETF headers are lists: this policy's member is merged into
-/// what is there (another policy's on the same workload, or the upstream's), so each policy
-/// appears once; every other header is replaced.
-fn set_response_header(merged: &RefCell<String>, name: &str, value: &str) {
-    if name != RATELIMIT && name != RATELIMIT_POLICY {
+/// The response's headers, written through the host.
+struct ResponseHeaders<'a> {
+    /// Reused for a list header merged with the members already in the response.
+    merged: &'a RefCell<String>,
+}
+
+impl HeaderSink for ResponseHeaders<'_> {
+    fn set(&mut self, name: &str, value: &str) {
         host::set_response_header(name, value);
-        return;
     }
-    match merged.try_borrow_mut() {
-        Ok(mut buffer) => host::set_response_list_member(name, value, &mut buffer),
-        Err(_) => host::set_response_list_member(name, value, &mut String::new()),
+
+    /// Merged into what is there (another policy's members on the same workload, or the
+    /// upstream's), so each policy appears once.
+    fn set_list_member(&mut self, name: &str, item: &str) {
+        match self.merged.try_borrow_mut() {
+            Ok(mut buffer) => host::set_response_list_member(name, item, &mut buffer),
+            Err(_) => host::set_response_list_member(name, item, &mut String::new()),
+        }
     }
 }
