@@ -16,6 +16,15 @@ struct Span {
     len: usize,
 }
 
+impl Span {
+    /// These bytes of `buffer` (empty if out of range, which the map never produces).
+    fn of(self, buffer: &[u8]) -> &[u8] {
+        buffer
+            .get(self.start..self.start + self.len)
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     name: Span,
@@ -48,9 +57,7 @@ impl HeaderMap {
     }
 
     fn bytes_of(&self, span: Span) -> &[u8] {
-        self.bytes
-            .get(span.start..span.start + span.len)
-            .unwrap_or_default()
+        span.of(&self.bytes)
     }
 
     fn store(&mut self, bytes: &[u8]) -> Span {
@@ -108,9 +115,7 @@ impl HeaderMap {
         let bytes = &self.bytes;
         let mut dead = 0;
         self.entries.retain(|entry| {
-            let name_matches = bytes
-                .get(entry.name.start..entry.name.start + entry.name.len)
-                .is_some_and(|stored| stored.eq_ignore_ascii_case(name));
+            let name_matches = entry.name.of(bytes).eq_ignore_ascii_case(name);
             if name_matches {
                 dead += entry.name.len + entry.value.len;
             }
@@ -164,14 +169,8 @@ impl HeaderMap {
         let entries = std::mem::take(&mut self.entries);
         self.dead = 0;
         for entry in entries {
-            let name = old
-                .get(entry.name.start..entry.name.start + entry.name.len)
-                .unwrap_or_default();
-            let value = old
-                .get(entry.value.start..entry.value.start + entry.value.len)
-                .unwrap_or_default();
-            let name = self.store(name);
-            let value = self.store(value);
+            let name = self.store(entry.name.of(&old));
+            let value = self.store(entry.value.of(&old));
             self.entries.push(Entry { name, value });
         }
     }
