@@ -5,8 +5,6 @@ use std::sync::Arc;
 
 use wasmtime::{Memory, TypedFunc};
 
-use std::io::Write as _;
-
 use crate::header_map::HeaderMap;
 use crate::http::{Request, Response};
 use crate::shared::{Metric, Shared};
@@ -124,17 +122,23 @@ impl StreamData {
     }
 }
 
-/// `n` in decimal ASCII, written into `digits` (std formatting, no allocation).
-fn decimal(n: u64, digits: &mut [u8; 20]) -> &[u8] {
-    let mut cursor = std::io::Cursor::new(&mut digits[..]);
-    // 20 bytes hold u64::MAX, so the write cannot fail.
-    let written = match write!(cursor, "{n}") {
-        Ok(()) => usize::try_from(cursor.position()).unwrap_or(0),
-        Err(_) => 0,
-    };
-    digits.get(..written).unwrap_or_default()
+/// `n` in decimal ASCII, written into `digits`.
+fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        if let Some(digit) = digits.get_mut(start) {
+            *digit = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.get(start..).unwrap_or_default()
 }
 
+/// A local reply requested by the module.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LocalReply {
     pub status: u32,
