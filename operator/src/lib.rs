@@ -13,3 +13,4 @@ pub mod render;
 pub mod run;
 mod target;
 pub mod wasm_plugin;
+pub mod watch;

@@ -17,11 +17,20 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::watch::WatchHealth;
+
 /// The bounded label of a failed reconciliation (a condition reason or `PatchStatus`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
     /// One of Invalid, IstioNotInstalled, ApplyFailed, PatchStatus.
     pub reason: &'static str,
+}
+
+/// The bounded label of a failed watch.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabels {
+    /// `headerratelimits` or `wasmplugins`.
+    pub resource: &'static str,
 }
 
 /// The operator's metrics.
@@ -36,8 +45,14 @@ pub struct Metrics {
     pub duration: Histogram,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
-    /// Set once the API server answered; `/readyz` is 200 from then on.
+    /// Watch errors (list or watch refused or failed), by resource.
+    pub watch_errors: Family<WatchLabels, Counter>,
+    /// HeaderRateLimits skipped because they could not be decoded.
+    pub undecodable: Counter,
+    /// Set once the API server answered (standby or leader).
     pub ready: AtomicBool,
+    /// Whether every running HeaderRateLimit watch has its list; with `ready`, gates `/readyz`.
+    pub watches: Arc<WatchHealth>,
 }
 
 impl Default for Metrics {
@@ -50,6 +65,8 @@ impl Default for Metrics {
         ];
         let duration = Histogram::new(buckets);
         let leader = Gauge::default();
+        let watch_errors = Family::<WatchLabels, Counter>::default();
+        let undecodable = Counter::default();
         registry.register(
             "reconciliations",
             "Reconciliations of HeaderRateLimits",
@@ -70,13 +87,26 @@ impl Default for Metrics {
             "1 while this replica holds the leader lease",
             leader.clone(),
         );
+        registry.register(
+            "watch_errors",
+            "Failed lists or watches, by resource (retried with backoff)",
+            watch_errors.clone(),
+        );
+        registry.register(
+            "undecodable_objects",
+            "HeaderRateLimits skipped because they could not be decoded",
+            undecodable.clone(),
+        );
         Metrics {
             registry,
             reconciliations,
             failures,
             duration,
             leader,
+            watch_errors,
+            undecodable,
             ready: AtomicBool::new(false),
+            watches: Arc::default(),
         }
     }
 }
@@ -85,6 +115,19 @@ impl Metrics {
     /// Counts a failure with a bounded reason label.
     pub fn failed(&self, reason: &'static str) {
         self.failures.get_or_create(&FailureLabels { reason }).inc();
+    }
+
+    /// Counts a failed list or watch of `resource`.
+    pub fn watch_failed(&self, resource: &'static str) {
+        self.watch_errors
+            .get_or_create(&WatchLabels { resource })
+            .inc();
+    }
+
+    /// What `/readyz` answers: the API server answered, and every running HeaderRateLimit
+    /// watch has its list (a standby replica runs none).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && self.watches.all_synced()
     }
 
     /// Prometheus text exposition of every metric.
@@ -139,7 +182,7 @@ fn respond(req: &http::Request<Incoming>, metrics: &Metrics) -> Response<Full<By
             metrics.encode(),
         ),
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-        (&Method::GET, "/readyz") if metrics.ready.load(Ordering::Relaxed) => {
+        (&Method::GET, "/readyz") if metrics.is_ready() => {
             (StatusCode::OK, "text/plain", "ok\n".to_string())
         }
         (&Method::GET, "/readyz") => (

@@ -14,16 +14,19 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use futures::{FutureExt, StreamExt};
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::controller::Error as ControllerError;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{Config, Controller, WatchStreamExt, reflector};
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
 
 use crate::controller::{Context, error_policy, reconcile};
 use crate::crd::HeaderRateLimit;
 use crate::metrics::Metrics;
 use crate::plan::{MANAGED_BY_SELECTOR, Settings};
 use crate::wasm_plugin::WasmPlugin;
+use crate::watch::decode;
 
 /// Reconciliations running at once per controller (bounded for 10,000 objects).
 pub const CONCURRENCY: u16 = 16;
@@ -91,23 +94,25 @@ async fn controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let (hrls, wasm_plugins): (Api<HeaderRateLimit>, Api<WasmPlugin>) = match &scope {
+    let untyped = ApiResource::erase::<HeaderRateLimit>(&());
+    let (hrls, wasm_plugins): (Api<DynamicObject>, Api<WasmPlugin>) = match &scope {
         Some(ns) => (
-            Api::namespaced(client.clone(), ns),
+            Api::namespaced_with(client.clone(), ns, &untyped),
             Api::namespaced(client, ns),
         ),
-        None => (Api::all(client.clone()), Api::all(client)),
+        None => (Api::all_with(client.clone(), &untyped), Api::all(client)),
     };
     let (store, writer) = reflector::store();
     ctx.wasm_plugins = store;
     let (trigger_tx, trigger_rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut failing = false;
+    let metrics = ctx.metrics.clone();
     let owned = watcher(wasm_plugins)
         .default_backoff()
-        .reflect(writer)
         .filter_map(move |event| {
             let item = match event {
                 Err(error) => {
+                    metrics.watch_failed("wasmplugins");
                     if !failing {
                         tracing::warn!(%error, "cannot watch WasmPlugins (is Istio installed?); retrying with backoff");
                     }
@@ -125,28 +130,70 @@ async fn controller(
             };
             futures::future::ready(item)
         })
+        .modify(strip::<WasmPlugin>)
+        .reflect(writer)
         .touched_objects();
     let recovered = futures::stream::unfold(trigger_rx, |mut rx| async move {
         rx.recv().await.map(|()| ((), rx))
     });
+    let (hrl_store, hrl_writer) = reflector::store();
+    let metrics = ctx.metrics.clone();
+    let health = metrics.watches.track();
+    // any_semantic: the initial list is served from the API server's watch cache (cheap at scale).
+    let hrl_events = watcher::watcher(hrls, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .filter_map(move |event| {
+            let item = match event {
+                Err(error) => {
+                    health.failed();
+                    metrics.watch_failed("headerratelimits");
+                    tracing::warn!(%error, "cannot watch HeaderRateLimits; retrying with backoff");
+                    None
+                }
+                Ok(event) => {
+                    if matches!(event, Event::InitDone) {
+                        health.synced();
+                    }
+                    let (event, undecodable) = decode(event);
+                    if let Some(bad) = undecodable {
+                        metrics.undecodable.inc();
+                        tracing::warn!(namespace = %bad.namespace, name = %bad.name, error = %bad.error, "cannot decode HeaderRateLimit; skipped, its WasmPlugin is left as it is");
+                    }
+                    event.map(Ok)
+                }
+            };
+            futures::future::ready(item)
+        })
+        .modify(strip::<HeaderRateLimit>)
+        .reflect(hrl_writer)
+        .applied_objects();
     tracing::info!(
         namespace = scope.as_deref().unwrap_or("(all)"),
         "starting controller"
     );
-    // any_semantic: the initial list is served from the API server's watch cache (cheap at scale).
-    Controller::new(hrls, watcher::Config::default().any_semantic())
+    Controller::for_stream(hrl_events, hrl_store)
         .owns_stream(owned)
         .reconcile_all_on(recovered)
         .with_config(Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|result| {
-            if let Err(error) = result {
-                tracing::debug!(%error, "controller event");
+            match result {
+                // Already logged at warn by `error_policy`; an object deleted meanwhile is normal.
+                Ok(_)
+                | Err(ControllerError::ReconcilerFailed(..) | ControllerError::ObjectNotFound(_)) =>
+                    {}
+                Err(error) => tracing::warn!(%error, "controller error"),
             }
             futures::future::ready(())
         })
         .await;
+}
+
+/// Drops what the controller never reads from cached objects: `managedFields` is often larger
+/// than the rest of an object together.
+fn strip<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
 }
 
 fn watcher(
