@@ -116,9 +116,9 @@ filter-sha256: ## print the sha256 of dist/plugin.wasm (the filter.sha256 value 
 
 .PHONY: helm-check
 helm-check: tools ## helm lint + template of the chart, default values and every option on
-	$(HELM) lint charts/hrl-operator
+	$(HELM) lint charts/hrl-operator --set filter.allowUnpinned=true
 	$(HELM) lint charts/hrl-operator -f charts/hrl-operator/ci/all-features-values.yaml
-	$(HELM) template hrl charts/hrl-operator --namespace hrl-system >/dev/null
+	$(HELM) template hrl charts/hrl-operator --namespace hrl-system --set filter.allowUnpinned=true >/dev/null
 	$(HELM) template hrl charts/hrl-operator --namespace hrl-system -f charts/hrl-operator/ci/all-features-values.yaml >/dev/null
 	HELM=$(HELM) $(CARGO) test --locked -p hrl-operator --test chart --test images
 

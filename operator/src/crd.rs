@@ -84,8 +84,10 @@ pub struct HeaderRateLimitSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
 
-    /// What proxies do when the filter cannot be loaded or fails: FailClose (default, requests
-    /// fail) or FailOpen (requests pass without the filter).
+    /// What proxies do when the filter module cannot be fetched or loaded, or its VM fails:
+    /// FailClose (default, requests fail), FailOpen (requests pass without the filter) or
+    /// FailReload (Istio 1.27+: like FailClose when fetching fails; a VM that fails at run time
+    /// is replaced by a new one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_policy: Option<FailurePolicy>,
 
@@ -107,6 +109,23 @@ pub struct WorkloadSelector {
     /// workload in the namespace.
     #[schemars(schema_with = "match_labels_schema")]
     pub match_labels: BTreeMap<String, String>,
+
+    /// What the selected pods are. Sidecar (default): application pods with an Istio sidecar;
+    /// the filter runs on the requests they receive, not on the calls they make. Gateway: Istio
+    /// gateway deployments selected by label (for example istio: ingressgateway); the filter
+    /// runs on the gateway's listeners. For Gateway API Gateways prefer targetRefs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyKind>,
+}
+
+// Kind of selected proxy. (a plain comment: a doc comment here would replace the field's `kubectl explain` text)
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ProxyKind {
+    /// Application pods with a sidecar: inbound traffic only.
+    #[default]
+    Sidecar,
+    /// Istio gateway pods: their listeners.
+    Gateway,
 }
 
 /// A Gateway API resource the filter attaches to.
@@ -223,6 +242,9 @@ pub enum FailurePolicy {
     FailClose,
     /// Requests pass without the filter while it cannot run.
     FailOpen,
+    /// Istio 1.27 or later. Like FailClose while the module cannot be fetched; when the
+    /// filter's VM fails at run time, the proxy starts a new one for new requests.
+    FailReload,
 }
 
 // Istio WasmPlugin phase. (a plain comment: a doc comment here would replace the field's `kubectl explain` text)

@@ -47,7 +47,9 @@ struct FilterArgs {
     /// URL of the filter module proxies load (oci://, https://, file://).
     #[arg(long, env = "HRL_FILTER_URL", default_value = DEFAULT_FILTER_URL)]
     filter_url: String,
-    /// SHA-256 (64 lowercase hex) of the module; pins it and sets imagePullPolicy IfNotPresent.
+    /// SHA-256 (64 lowercase hex) that pins the module: for oci:// the image manifest digest,
+    /// for http(s):// the checksum of plugin.wasm. Required by `run` unless
+    /// --allow-unpinned-filter.
     #[arg(long, env = "HRL_FILTER_SHA256", value_parser = parse_sha256)]
     filter_sha256: Option<String>,
 }
@@ -56,6 +58,10 @@ struct FilterArgs {
 struct RunArgs {
     #[command(flatten)]
     filter: FilterArgs,
+    /// Run without --filter-sha256. Proxies then fetch the module by URL once and keep it:
+    /// a new module pushed under the same tag reaches a proxy only when its pod restarts.
+    #[arg(long, env = "HRL_ALLOW_UNPINNED_FILTER", default_value_t = false, action = clap::ArgAction::Set)]
+    allow_unpinned_filter: bool,
     /// Address of the /metrics, /healthz and /readyz server.
     #[arg(long, env = "HRL_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -139,6 +145,13 @@ fn init_logging(format: LogFormat) {
 
 async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
+    if args.filter.filter_sha256.is_none() && !args.allow_unpinned_filter {
+        anyhow::bail!(
+            "--filter-sha256 (HRL_FILTER_SHA256) is not set: pin the filter module with its \
+             digest (chart value filter.sha256), or accept an unpinned module with \
+             --allow-unpinned-filter=true (chart value filter.allowUnpinned)"
+        );
+    }
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

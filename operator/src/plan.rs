@@ -95,7 +95,7 @@ fn desired_wasm_plugin(
     settings: &Settings,
     name: &str,
 ) -> Result<WasmPlugin, InvalidSpec> {
-    let (selector, target_refs) = target(&hrl.spec)?;
+    let target = target(&hrl.spec)?;
     let config = plugin_config(hrl)?;
     let plugin_config = serde_json::to_value(&config)
         .map_err(|e| invalid("spec", format!("cannot render pluginConfig: {e}")))?;
@@ -118,20 +118,17 @@ fn desired_wasm_plugin(
             ..ObjectMeta::default()
         },
         spec: WasmPluginSpec {
-            selector,
-            target_refs,
+            selector: target.selector,
+            target_refs: target.target_refs,
+            match_: target.match_,
             url: settings.filter_url.clone(),
             sha256: settings.filter_sha256.clone(),
-            // A pinned digest never changes, so a cached module is the right one; an unpinned
-            // tag must be re-pulled or proxies keep a stale module (the seed's cache problem).
-            image_pull_policy: Some(
-                if settings.filter_sha256.is_some() {
-                    "IfNotPresent"
-                } else {
-                    "Always"
-                }
-                .into(),
-            ),
+            // Never `Always`: Istio's agent keys its module cache on the WasmPlugin's
+            // resourceVersion then, so every edit of a policy re-pulls the module, and a failed
+            // pull replaces the running filter with deny-all (FAIL_CLOSE) or allow-all
+            // (FAIL_OPEN) (istio `pkg/wasm/cache.go`, `convert.go`). A pinned sha256 is looked
+            // up in the cache by checksum; an unpinned URL is fetched once per proxy.
+            image_pull_policy: Some("IfNotPresent".into()),
             plugin_name: Some(PLUGIN_NAME.into()),
             plugin_config: Some(plugin_config),
             phase: spec.phase.map(|p| phase(p).to_string()),
@@ -140,6 +137,7 @@ fn desired_wasm_plugin(
                 match spec.failure_policy.unwrap_or_default() {
                     FailurePolicy::FailClose => "FAIL_CLOSE",
                     FailurePolicy::FailOpen => "FAIL_OPEN",
+                    FailurePolicy::FailReload => "FAIL_RELOAD",
                 }
                 .into(),
             ),

@@ -1,14 +1,34 @@
 //! Where the filter runs: the selector or targetRefs of a spec, checked and mapped to the
 //! WasmPlugin's (so Istio's own schema and CEL rules accept it).
 
-use crate::crd::HeaderRateLimitSpec;
+use crate::crd::{HeaderRateLimitSpec, ProxyKind};
 use crate::plan::{InvalidSpec, invalid};
-use crate::wasm_plugin::{PolicyTargetReference, Selector};
+use crate::wasm_plugin::{PolicyTargetReference, Selector, TrafficSelector};
 
-/// The WasmPlugin selector or targetRefs for `spec`; exactly one is set.
-pub(crate) fn target(
-    spec: &HeaderRateLimitSpec,
-) -> Result<(Option<Selector>, Option<Vec<PolicyTargetReference>>), InvalidSpec> {
+/// Where a WasmPlugin applies: its selector or targetRefs (exactly one) and its `match`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Target {
+    pub selector: Option<Selector>,
+    pub target_refs: Option<Vec<PolicyTargetReference>>,
+    pub match_: Option<Vec<TrafficSelector>>,
+}
+
+/// The traffic a WasmPlugin applies to (istiod, `pilot/pkg/model/extensions.go`: without
+/// `match` a WasmPlugin matches every listener; a sidecar's inbound listeners are `SERVER`, its
+/// outbound ones `CLIENT`, and every gateway listener is `CLIENT`).
+/// - Sidecars: `SERVER` only, or the filter would also limit and decorate the calls the
+///   workload makes to its dependencies, from the same bucket.
+/// - Gateways selected by label: `CLIENT`, the mode of gateway listeners.
+/// - targetRefs: no `match`. Istio attaches them only to the Gateway's own pods, and a
+///   waypoint's listeners are `SERVER` while an ingress gateway's are `CLIENT`.
+fn traffic(mode: &str) -> Option<Vec<TrafficSelector>> {
+    Some(vec![TrafficSelector {
+        mode: Some(mode.into()),
+    }])
+}
+
+/// The WasmPlugin selector or targetRefs for `spec` (exactly one is set), and its `match`.
+pub(crate) fn target(spec: &HeaderRateLimitSpec) -> Result<Target, InvalidSpec> {
     match (&spec.selector, &spec.target_refs) {
         (Some(selector), None) => {
             let labels = &selector.match_labels;
@@ -30,12 +50,17 @@ pub(crate) fn target(
                     ));
                 }
             }
-            Ok((
-                Some(Selector {
+            let mode = match selector.proxy.unwrap_or_default() {
+                ProxyKind::Sidecar => "SERVER",
+                ProxyKind::Gateway => "CLIENT",
+            };
+            Ok(Target {
+                selector: Some(Selector {
                     match_labels: labels.clone(),
                 }),
-                None,
-            ))
+                target_refs: None,
+                match_: traffic(mode),
+            })
         }
         (None, Some(refs)) => {
             if refs.is_empty() || refs.len() > 16 {
@@ -64,7 +89,11 @@ pub(crate) fn target(
                     name: r.name.clone(),
                 });
             }
-            Ok((None, Some(out)))
+            Ok(Target {
+                selector: None,
+                target_refs: Some(out),
+                match_: None,
+            })
         }
         _ => Err(invalid(
             "spec",

@@ -32,12 +32,16 @@ pub struct WasmPluginSpec {
     /// Gateway API targets (exclusive with `selector`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_refs: Option<Vec<PolicyTargetReference>>,
+    /// Which traffic of the selected proxies gets the filter; absent = every listener,
+    /// inbound and outbound.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub match_: Option<Vec<TrafficSelector>>,
     /// Where the module comes from: `oci://`, `https://`, `http://` or `file://`.
     pub url: String,
     /// Expected SHA-256 (lowercase hex) of the module or OCI image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    /// `IfNotPresent` or `Always`.
+    /// `IfNotPresent` or `Always` (the operator writes only `IfNotPresent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
     /// Envoy plugin name (root id).
@@ -52,7 +56,7 @@ pub struct WasmPluginSpec {
     /// Order within a phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    /// `FAIL_CLOSE` or `FAIL_OPEN`.
+    /// `FAIL_CLOSE`, `FAIL_OPEN` or `FAIL_RELOAD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_strategy: Option<String>,
     /// `HTTP` or `NETWORK`.
@@ -67,6 +71,16 @@ pub struct Selector {
     /// Labels a workload must all have.
     #[serde(default)]
     pub match_labels: BTreeMap<String, String>,
+}
+
+/// One entry of a WasmPlugin's `match`: a traffic direction (Istio's `WorkloadMode`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficSelector {
+    /// `SERVER` (a sidecar's inbound listeners), `CLIENT` (outbound and gateway listeners),
+    /// `CLIENT_AND_SERVER` or `UNDEFINED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// Istio's PolicyTargetReference.

@@ -21,6 +21,12 @@ type TestResult = Result<(), Box<dyn Error>>;
 const RELEASE: &str = "hrl";
 const NAMESPACE: &str = "hrl-system";
 const ALL_FEATURES: &str = "ci/all-features-values.yaml";
+/// The one value an install must give (or opt out of with filter.allowUnpinned): the filter's
+/// digest. A released chart carries it in values.yaml; the chart in git cannot.
+const PINNED: [&str; 2] = [
+    "--set",
+    "filter.sha256=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -43,8 +49,14 @@ fn helm(args: &[&str]) -> Result<Output, Box<dyn Error>> {
     })
 }
 
-/// `helm template` of the chart with extra arguments; Err carries helm's stderr.
+/// `helm template` of the chart, pinned (`PINNED`), with extra arguments; Err carries helm's
+/// stderr.
 fn try_render(extra: &[&str]) -> Result<Result<Vec<Value>, String>, Box<dyn Error>> {
+    try_render_unpinned(&[&PINNED[..], extra].concat())
+}
+
+/// `helm template` with exactly the given arguments.
+fn try_render_unpinned(extra: &[&str]) -> Result<Result<Vec<Value>, String>, Box<dyn Error>> {
     let chart = chart();
     let chart = chart.to_str().ok_or("chart path is not UTF-8")?;
     let mut args = vec!["template", RELEASE, chart, "--namespace", NAMESPACE];
@@ -70,7 +82,9 @@ fn render(extra: &[&str]) -> Result<Vec<Value>, Box<dyn Error>> {
 
 fn render_all_features() -> Result<Vec<Value>, Box<dyn Error>> {
     let values = chart().join(ALL_FEATURES);
-    render(&["-f", values.to_str().ok_or("path is not UTF-8")?])
+    let args = ["-f", values.to_str().ok_or("path is not UTF-8")?];
+    try_render_unpinned(&args)?
+        .map_err(|stderr| format!("helm template {args:?} failed:\n{stderr}").into())
 }
 
 fn kind_of(doc: &Value) -> &str {
@@ -178,7 +192,7 @@ fn helm_lint_passes_with_default_values_and_with_every_feature_on() -> TestResul
     let chart = chart.to_str().ok_or("path is not UTF-8")?;
     let values = format!("{chart}/{ALL_FEATURES}");
     for args in [
-        vec!["lint", "--strict", chart],
+        [&["lint", "--strict", chart][..], &PINNED].concat(),
         vec!["lint", "--strict", chart, "-f", &values],
     ] {
         let out = helm(&args)?;
@@ -224,9 +238,43 @@ fn default_values_render_a_cluster_wide_operator_with_leader_election() -> TestR
         "all namespaces by default"
     );
     assert_eq!(
-        env_value(&container, "HRL_FILTER_SHA256"),
+        env_value(&container, "HRL_ALLOW_UNPINNED_FILTER"),
         None,
-        "no checksum by default"
+        "pinned by default"
+    );
+    assert_eq!(
+        env_value(&container, "HRL_FILTER_URL"),
+        Some(format!(
+            "oci://ghcr.io/hrl-dev/hrl-filter:{}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "the filter defaults to the chart's own appVersion, so operator and filter move together"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_unpinned_filter_fails_the_install_unless_explicitly_allowed() -> TestResult {
+    match try_render_unpinned(&[])? {
+        Ok(_) => return Err("helm template without filter.sha256 should fail".into()),
+        Err(stderr) => assert!(
+            stderr.contains("filter.sha256 is empty")
+                && stderr.contains("filter.allowUnpinned=true"),
+            "the failure says what to set:\n{stderr}"
+        ),
+    }
+    let docs = render(&[
+        "--set",
+        "filter.sha256=",
+        "--set",
+        "filter.allowUnpinned=true",
+    ])?;
+    let container = operator_container(&docs)?;
+    assert_eq!(env_value(&container, "HRL_FILTER_SHA256"), None);
+    assert_eq!(
+        env_value(&container, "HRL_ALLOW_UNPINNED_FILTER").as_deref(),
+        Some("true"),
+        "the operator refuses to start unpinned without it"
     );
     Ok(())
 }

@@ -50,8 +50,9 @@ fn a_minimal_spec_maps_to_a_complete_wasm_plugin_with_defaults() {
             },
             "spec": {
                 "selector": {"matchLabels": {"app": "web"}},
+                "match": [{"mode": "SERVER"}],
                 "url": concat!("oci://ghcr.io/hrl-dev/hrl-filter:", env!("CARGO_PKG_VERSION")),
-                "imagePullPolicy": "Always",
+                "imagePullPolicy": "IfNotPresent",
                 "pluginName": "hrl",
                 "failStrategy": "FAIL_CLOSE",
                 "type": "HTTP",
@@ -172,6 +173,12 @@ headers: {x-a: b}",
         json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public"}])
     );
     assert_eq!(spec.get("selector"), None);
+    assert_eq!(
+        spec.get("match"),
+        None,
+        "Istio attaches targetRefs only to the Gateway's pods; its listeners are CLIENT on an \
+         ingress gateway and SERVER on a waypoint"
+    );
     assert_eq!(spec["failStrategy"], "FAIL_OPEN");
     assert_eq!(spec["phase"], "AUTHZ");
     assert_eq!(spec["priority"], 10);
@@ -180,6 +187,57 @@ headers: {x-a: b}",
         &Settings::default(),
     );
     assert_eq!(unspecified["spec"]["phase"], "UNSPECIFIED_PHASE");
+}
+
+#[test]
+fn a_sidecar_policy_filters_inbound_traffic_only_and_a_gateway_selector_the_gateway_listeners() {
+    // Without `match` Istio adds the filter to the sidecar's outbound listeners too: the app's
+    // own calls would take tokens from its inbound limit and get its headers.
+    let default = planned_spec(
+        &format!("{SELECTOR}headers: {{x-a: b}}"),
+        &Settings::default(),
+    );
+    assert_eq!(default["spec"]["match"], json!([{"mode": "SERVER"}]));
+    let sidecar = planned_spec(
+        "selector: {matchLabels: {app: web}, proxy: Sidecar}\nheaders: {x-a: b}",
+        &Settings::default(),
+    );
+    assert_eq!(sidecar["spec"]["match"], json!([{"mode": "SERVER"}]));
+    // A gateway's listeners are all CLIENT; SERVER would leave the gateway without the filter.
+    let gateway = planned_spec(
+        "selector: {matchLabels: {istio: ingressgateway}, proxy: Gateway}\nheaders: {x-a: b}",
+        &Settings::default(),
+    );
+    assert_eq!(gateway["spec"]["match"], json!([{"mode": "CLIENT"}]));
+    assert_eq!(
+        gateway["spec"]["selector"],
+        json!({"matchLabels": {"istio": "ingressgateway"}}),
+        "proxy is ours, not a label"
+    );
+}
+
+#[test]
+fn fail_reload_maps_to_istios_fail_reload() {
+    let wp = planned_spec(
+        &format!("{SELECTOR}failurePolicy: FailReload\nheaders: {{x-a: b}}"),
+        &Settings::default(),
+    );
+    assert_eq!(wp["spec"]["failStrategy"], "FAIL_RELOAD");
+}
+
+#[test]
+fn the_pull_policy_is_never_always_so_an_edit_never_re_pulls_the_module() {
+    for sha256 in [None, Some("b".repeat(64))] {
+        let settings = Settings {
+            filter_url: "oci://registry.example/hrl:latest".into(),
+            filter_sha256: sha256.clone(),
+        };
+        let wp = planned_spec(&format!("{SELECTOR}headers: {{x-a: b}}"), &settings);
+        assert_eq!(
+            wp["spec"]["imagePullPolicy"], "IfNotPresent",
+            "sha256 {sha256:?}"
+        );
+    }
 }
 
 #[test]

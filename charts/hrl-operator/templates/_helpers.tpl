@@ -55,11 +55,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The filter module: filter.url, or the filter released with this chart (its appVersion). */}}
+{{- define "hrl.filterUrl" -}}
+{{- default (printf "oci://ghcr.io/hrl-dev/hrl-filter:%s" .Chart.AppVersion) .Values.filter.url }}
+{{- end }}
+
 {{/*
 Rules that values.schema.json cannot express across fields. Each failure names the values
 involved and how to fix them.
 */}}
 {{- define "hrl.validate" -}}
+{{- if and (not .Values.filter.sha256) (not .Values.filter.allowUnpinned) }}
+{{- fail "filter.sha256 is empty. Pin the filter module: set filter.sha256 to its image manifest digest (oci://) or the sha256 of plugin.wasm (http(s)://), so an edit of a policy never re-fetches the module and a registry outage cannot stop traffic. To run an unpinned module anyway, set filter.allowUnpinned=true." }}
+{{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail (printf "replicaCount=%d needs leaderElection.enabled=true: without a Lease, every replica would write WasmPlugins and status at once. Set replicaCount=1 or enable leader election." (int .Values.replicaCount)) }}
 {{- end }}
