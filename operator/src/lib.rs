@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod plan;
 pub mod rbac;
 pub mod render;
+pub mod report;
 pub mod run;
 mod target;
 pub mod wasm_plugin;
