@@ -2,6 +2,7 @@
 //! Istio WasmPlugin running the hrl filter.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod conditions;
 pub mod controller;
 pub mod crd;
