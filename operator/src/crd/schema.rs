@@ -128,7 +128,8 @@ fn valid_header_name(var: &str) -> String {
 }
 
 /// Rule on the keys of a header map (what `hrl_plugin_config::check_header_name` requires,
-/// apart from the framing/hop-by-hop list, which has its own rule).
+/// apart from the framing/hop-by-hop list, which has its own rule). Its estimated cost by the
+/// API server's model is 898, its message's 1,625 (worked out in the operator README).
 pub(super) fn header_keys_rule() -> String {
     format!("self.all(k, {})", valid_header_name("k"))
 }
