@@ -18,6 +18,7 @@ use crate::conditions::{self, Outcome};
 use crate::crd::{HeaderRateLimit, HeaderRateLimitStatus};
 use crate::metrics::Metrics;
 use crate::plan::{FIELD_MANAGER, Settings, plan};
+use crate::report::{self, Applied};
 use crate::wasm_plugin::WasmPlugin;
 
 /// Longest wait for the WasmPlugin store at startup.
@@ -114,8 +115,8 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
             // object of that name with a conflict: that object is left alone. Before the cache
             // is complete we cannot tell, and force as before.
             let cached = ObjectRef::new(&planned.wasm_plugin_name).within(&namespace);
-            let ours =
-                !store_is_complete(&ctx.wasm_plugins) || ctx.wasm_plugins.get(&cached).is_some();
+            let before = ctx.wasm_plugins.get(&cached);
+            let ours = !store_is_complete(&ctx.wasm_plugins) || before.is_some();
             let mut params = PatchParams::apply(FIELD_MANAGER);
             if ours {
                 params = params.force();
@@ -124,8 +125,20 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
                 .patch(&planned.wasm_plugin_name, &params, &Patch::Apply(desired))
                 .await
             {
-                Ok(_) => {
-                    applied = true;
+                Ok(after) => {
+                    let change =
+                        report::applied(before.as_deref().map(|wp| &wp.metadata), &after.metadata);
+                    applied = change != Applied::Unchanged;
+                    let wasm_plugin = &planned.wasm_plugin_name;
+                    match change {
+                        Applied::Created => {
+                            tracing::info!(%namespace, %name, %wasm_plugin, "WasmPlugin created");
+                        }
+                        Applied::Updated => {
+                            tracing::info!(%namespace, %name, %wasm_plugin, "WasmPlugin updated");
+                        }
+                        Applied::Unchanged => {}
+                    }
                     Outcome::Applied
                 }
                 Err(kube::Error::Api(status)) if status.code == 404 => Outcome::IstioNotInstalled,
@@ -142,14 +155,17 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
     };
     if outcome != Outcome::Applied {
         ctx.metrics.failed(outcome.reason());
-        tracing::info!(%namespace, %name, reason = outcome.reason(), "not ready");
     }
 
     let previous = hrl.status.clone().unwrap_or_default();
     let desired = conditions::desired(&outcome, &planned.wasm_plugin_name);
     let status = HeaderRateLimitStatus {
         observed_generation: hrl.metadata.generation,
-        wasm_plugin: Some(planned.wasm_plugin_name.clone()),
+        wasm_plugin: report::status_wasm_plugin(
+            &outcome,
+            &planned.wasm_plugin_name,
+            owned_exists(ctx, hrl, &namespace, &planned.wasm_plugin_name),
+        ),
         conditions: conditions::merge(
             &previous.conditions,
             &desired,
@@ -169,6 +185,7 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
             ctx.metrics.failed("PatchStatus");
             return Err(Error::PatchStatus(error));
         }
+        log_status_change(&namespace, &name, &previous, &status);
     }
     publish_event(
         ctx,
@@ -188,6 +205,44 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
         }
         None => Ok(Retry::Done),
     }
+}
+
+/// One line per status transition: INFO when Ready, WARN (with why) when not.
+fn log_status_change(
+    namespace: &str,
+    name: &str,
+    previous: &HeaderRateLimitStatus,
+    status: &HeaderRateLimitStatus,
+) {
+    let Some(change) = report::status_change(&previous.conditions, &status.conditions) else {
+        return;
+    };
+    // Debug formatting quotes the values: they contain spaces.
+    let conditions = change.changed;
+    if change.ready {
+        tracing::info!(%namespace, %name, ?conditions, "status changed: ready");
+    } else {
+        let detail = change.message;
+        tracing::warn!(%namespace, %name, ?conditions, ?detail, "status changed: not ready");
+    }
+}
+
+/// Whether our cache of owned WasmPlugins has `name`, owned by `hrl` (so it exists and is ours).
+fn owned_exists(ctx: &Context, hrl: &HeaderRateLimit, namespace: &str, name: &str) -> bool {
+    let Some(existing) = ctx
+        .wasm_plugins
+        .get(&ObjectRef::new(name).within(namespace))
+    else {
+        return false;
+    };
+    let uid = hrl.metadata.uid.as_deref();
+    uid.is_some()
+        && existing
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| Some(o.uid.as_str()) == uid)
 }
 
 /// True once the WasmPlugin cache holds the initial list (it never does while Istio's CRD is

@@ -8,8 +8,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+mod schema;
+pub use schema::{KNOWN_STRING_FORMATS, is_known_format, kubernetes_formats};
+use schema::{header_list_schema, header_map_schema, match_labels_schema};
 
 /// API group of the HeaderRateLimit resource.
 pub const GROUP: &str = "hrl.dev";
@@ -19,14 +23,6 @@ pub const MAX_HEADER_NAME_BYTES: usize = 256;
 pub const HEADER_NAME_PATTERN: &str = r"^[a-z0-9!#$%&'*+.^_`|~-]+$";
 /// Pattern of a header value: no control characters except horizontal tab.
 pub const HEADER_VALUE_PATTERN: &str = r"^[^\x00-\x08\x0a-\x1f\x7f]*$";
-
-/// Framing and hop-by-hop headers a filter must neither set nor remove (a CEL list literal;
-/// `in` on a map is constant cost, so the rule stays far below the API server's CEL budget).
-const FORBIDDEN: &str = "['connection', 'content-length', 'host', 'keep-alive', \
-'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']";
-/// Headers the filter writes itself for rate-limited policies; configuring them would conflict.
-const RESERVED: &str = "['retry-after', 'ratelimit', 'ratelimit-policy', 'x-ratelimit-limit', \
-'x-ratelimit-remaining', 'x-ratelimit-reset']";
 
 /// Response headers and token-bucket rate limits for the Istio workloads it selects.
 ///
@@ -54,6 +50,8 @@ const RESERVED: &str = "['retry-after', 'ratelimit', 'ratelimit-policy', 'x-rate
     printcolumn = r#"{"name":"FailurePolicy","type":"string","priority":1,"jsonPath":".spec.failurePolicy"}"#
 )]
 #[serde(rename_all = "camelCase")]
+// Every nested type is inlined into this schema, so one transform covers the whole spec.
+#[schemars(transform = kubernetes_formats)]
 #[x_kube(validation = Rule::new("has(self.selector) != has(self.targetRefs)").message("exactly one of selector or targetRefs must be set"))]
 #[x_kube(validation = Rule::new("!has(self.removeHeaders) || !has(self.headers) || self.removeHeaders.all(h, !(h in self.headers))").message("a header is either set (headers) or removed (removeHeaders), not both"))]
 pub struct HeaderRateLimitSpec {
@@ -265,11 +263,14 @@ pub enum Phase {
 /// Observed state, written by the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = kubernetes_formats)]
 pub struct HeaderRateLimitStatus {
     /// The metadata.generation the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Name of the WasmPlugin the operator manages for this resource (same namespace).
+    /// Name of the WasmPlugin that runs this policy (same namespace). Set only while that
+    /// WasmPlugin exists and is owned by this resource; empty when none was ever applied
+    /// (for example an invalid spec) or the name is taken by someone else's WasmPlugin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wasm_plugin: Option<String>,
     /// Accepted (the spec is valid), Programmed (the WasmPlugin is applied and matches the
@@ -277,56 +278,6 @@ pub struct HeaderRateLimitStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-}
-
-fn header_map_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "maxProperties": 64,
-        "additionalProperties": {
-            "type": "string",
-            "maxLength": 4096,
-            "pattern": HEADER_VALUE_PATTERN,
-        },
-        "x-kubernetes-validations": [{
-            "rule": format!("!{RESERVED}.exists(h, h in self)"),
-            "message": "must not set retry-after, ratelimit, ratelimit-policy or x-ratelimit-* (the filter writes them)",
-        }, {
-            "rule": format!("!{FORBIDDEN}.exists(h, h in self)"),
-            "message": "must not set framing or hop-by-hop headers (connection, content-length, host, te, ...)",
-        }],
-    })
-}
-
-fn header_list_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "maxItems": 64,
-        "x-kubernetes-list-type": "set",
-        "items": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": MAX_HEADER_NAME_BYTES,
-            "pattern": HEADER_NAME_PATTERN,
-        },
-        "x-kubernetes-validations": [{
-            "rule": format!("!{FORBIDDEN}.exists(h, h in self)"),
-            "message": "must not remove framing or hop-by-hop headers (connection, content-length, host, te, ...)",
-        }],
-    })
-}
-
-fn match_labels_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "minProperties": 1,
-        "maxProperties": 64,
-        "additionalProperties": {
-            "type": "string",
-            "maxLength": 63,
-            "pattern": r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
-        },
-    })
 }
 
 /// The CustomResourceDefinition as YAML, exactly as `crds/headerratelimits.hrl.dev.yaml` holds it.

@@ -2,6 +2,7 @@
 //! Istio WasmPlugin running the hrl filter.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod conditions;
 pub mod controller;
 pub mod crd;
@@ -10,6 +11,7 @@ pub mod metrics;
 pub mod plan;
 pub mod rbac;
 pub mod render;
+pub mod report;
 pub mod run;
 mod target;
 pub mod wasm_plugin;

@@ -1,15 +1,15 @@
 //! `hrl-operator`: `run` (default), `crd`, `render -f FILE`.
 #![forbid(unsafe_code)]
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use hrl_operator::leader::{LeaderElector, RENEW_DEADLINE, RENEW_EVERY};
+use hrl_operator::leader::{self, LeaderElector, stopped};
 use hrl_operator::metrics::{self, Metrics};
 use hrl_operator::plan::{DEFAULT_FILTER_URL, Settings};
 use hrl_operator::run::{RunConfig, run};
@@ -133,14 +133,29 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Logs go to stderr, with ANSI colour only when it is a terminal (not in `kubectl logs`) and
+/// `NO_COLOR` is unset or empty (no-color.org).
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let colour = use_colour(
+        format,
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+}
+
+/// PURE: whether log lines carry ANSI colour.
+fn use_colour(format: LogFormat, is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    matches!(format, LogFormat::Text) && is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
@@ -173,15 +188,8 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("building the Kubernetes client")?;
-    let identity = std::env::var("POD_NAME")
-        .ok()
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "hrl-operator".into());
+    let pod_name = std::env::var("POD_NAME").ok();
+    let host_name = std::fs::read_to_string("/etc/hostname").ok();
     let config = RunConfig {
         settings: settings(args.filter),
         namespaces: args
@@ -189,7 +197,7 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
             .into_iter()
             .filter(|n| !n.is_empty())
             .collect(),
-        instance: identity.clone(),
+        instance: leader::base_name(pod_name.as_deref(), host_name.as_deref()),
     };
     if !args.leader_election {
         metrics.ready.store(true, Ordering::Relaxed);
@@ -203,89 +211,22 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     let mut elector = LeaderElector::new(
         Api::namespaced(client.clone(), &namespace),
         args.lease_name,
-        identity,
+        leader::identity(pod_name.as_deref(), host_name.as_deref()),
     );
-    lead_while_elected(&mut elector, client, config, metrics, stop_rx).await;
+    let term_metrics = metrics.clone();
+    leader::lead(&mut elector, &metrics, stop_rx, |shutdown| {
+        run(
+            client.clone(),
+            config.clone(),
+            term_metrics.clone(),
+            shutdown,
+        )
+    })
+    .await;
     if let Err(error) = elector.release().await {
         tracing::warn!(%error, "could not release the leader lease");
     }
     Ok(())
-}
-
-/// Standby until elected, run the controllers while the Lease is renewed, back to standby when
-/// it is lost; returns on shutdown.
-async fn lead_while_elected(
-    elector: &mut LeaderElector,
-    client: Client,
-    config: RunConfig,
-    metrics: Arc<Metrics>,
-    stop: watch::Receiver<bool>,
-) {
-    while !*stop.borrow() {
-        match elector.try_acquire_or_renew().await {
-            Ok(true) => {}
-            Ok(false) => {
-                metrics.ready.store(true, Ordering::Relaxed);
-                sleep_or_stop(RENEW_EVERY, &stop).await;
-                continue;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "leader election: cannot read the Lease");
-                sleep_or_stop(RENEW_EVERY, &stop).await;
-                continue;
-            }
-        }
-        tracing::info!(identity = elector.identity(), "became leader");
-        metrics.ready.store(true, Ordering::Relaxed);
-        metrics.leader.set(1);
-        let (lost_tx, lost_rx) = watch::channel(false);
-        let controllers = run(
-            client.clone(),
-            config.clone(),
-            metrics.clone(),
-            stopped_either(stop.clone(), lost_rx),
-        );
-        let mut controllers = std::pin::pin!(controllers);
-        let mut last_renewed = Instant::now();
-        loop {
-            tokio::select! {
-                () = &mut controllers => break,
-                () = tokio::time::sleep(RENEW_EVERY) => {}
-            }
-            match elector.try_acquire_or_renew().await {
-                Ok(true) => last_renewed = Instant::now(),
-                Ok(false) => {
-                    tracing::warn!("lost the leader lease; stopping the controllers");
-                    let _ = lost_tx.send(true);
-                }
-                Err(error) if last_renewed.elapsed() > RENEW_DEADLINE => {
-                    tracing::warn!(%error, "could not renew the leader lease in time; stopping the controllers");
-                    let _ = lost_tx.send(true);
-                }
-                Err(error) => tracing::warn!(%error, "could not renew the leader lease; retrying"),
-            }
-        }
-        metrics.leader.set(0);
-    }
-}
-
-async fn sleep_or_stop(duration: Duration, stop: &watch::Receiver<bool>) {
-    let mut stop = stop.clone();
-    tokio::select! {
-        () = tokio::time::sleep(duration) => {}
-        _ = stop.wait_for(|s| *s) => {}
-    }
-}
-
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-async fn stopped_either(a: watch::Receiver<bool>, b: watch::Receiver<bool>) {
-    tokio::select! {
-        () = stopped(a) => {}
-        () = stopped(b) => {}
-    }
 }
 
 async fn shutdown_signal() {
@@ -307,5 +248,24 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_logs_are_coloured_only_on_a_terminal_without_no_color() {
+        let set = std::ffi::OsStr::new("1");
+        let empty = std::ffi::OsStr::new("");
+        assert!(use_colour(LogFormat::Text, true, None));
+        assert!(use_colour(LogFormat::Text, true, Some(empty)));
+        assert!(
+            !use_colour(LogFormat::Text, false, None),
+            "kubectl logs: no escapes"
+        );
+        assert!(!use_colour(LogFormat::Text, true, Some(set)));
+        assert!(!use_colour(LogFormat::Json, true, None));
     }
 }

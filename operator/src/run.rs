@@ -19,8 +19,9 @@ use kube::runtime::controller::Error as ControllerError;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{Config, Controller, WatchStreamExt, reflector};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client};
 
+use crate::cache::strip;
 use crate::controller::{Context, error_policy, reconcile};
 use crate::crd::HeaderRateLimit;
 use crate::metrics::Metrics;
@@ -188,12 +189,6 @@ async fn controller(
             futures::future::ready(())
         })
         .await;
-}
-
-/// Drops what the controller never reads from cached objects: `managedFields` is often larger
-/// than the rest of an object together.
-fn strip<K: Resource>(object: &mut K) {
-    object.meta_mut().managed_fields = None;
 }
 
 fn watcher(

@@ -110,6 +110,38 @@ fn reserved_and_framing_headers_and_set_plus_remove_are_rejected() {
 }
 
 #[test]
+fn header_map_keys_must_be_lowercase_tokens_and_the_message_names_the_key() {
+    let sel = json!({"matchLabels": {"a": "b"}});
+    for bad in ["Who-Am-I", "who am i", ":status", "x-\u{e9}t\u{e9}", ""] {
+        let message = format!("header name '{bad}' is not a lowercase RFC 9110 token");
+        rejected_with(json!({"selector": sel, "headers": {bad: "x"}}), &message);
+        rejected_with(
+            json!({"selector": sel, "rateLimit": {"tokensPerSecond": 1, "responseHeaders": {bad: "x"}}}),
+            &message,
+        );
+    }
+    let long = "x".repeat(257);
+    rejected_with(
+        json!({"selector": sel, "headers": {long.clone(): "x"}}),
+        &format!("header name '{long}'"),
+    );
+    let valid = json!({"selector": sel, "headers": {"x-who-am-i": "1", "x!#$%&'*+.^_`|~-1": "2", &"x".repeat(256): "3"}, "rateLimit": {"tokensPerSecond": 1, "responseHeaders": {"x-a": "1"}}});
+    let got = rejections(valid);
+    assert!(got.is_empty(), "{got:?}");
+}
+
+#[test]
+fn header_maps_hold_at_most_64_entries() {
+    let sel = json!({"matchLabels": {"a": "b"}});
+    let headers: serde_json::Map<String, Value> =
+        (0..65).map(|i| (format!("x-h{i}"), json!("1"))).collect();
+    rejected_with(
+        json!({"selector": sel, "headers": headers}),
+        "/spec/headers",
+    );
+}
+
+#[test]
 fn bounds_and_patterns_are_in_the_schema() {
     let sel = json!({"matchLabels": {"a": "b"}});
     rejected_with(
