@@ -308,30 +308,42 @@ pub fn wp_json(wp: &WasmPlugin) -> Value {
     serde_json::to_value(wp).expect("serialises")
 }
 
-/// Everything logged at INFO and above while `future` runs, as plain text (no colour).
+/// Everything logged at INFO and above on this thread while `future` runs, as plain text (no
+/// colour). The tests run on tokio's current-thread runtime, so that is everything the
+/// reconcile logs.
+///
+/// One global subscriber writes into a per-thread buffer. A scoped subscriber per test
+/// (`set_default`) would race with the other tests' threads over tracing's global per-callsite
+/// interest cache, and now and then capture nothing.
 pub async fn logged<T>(future: impl std::future::Future<Output = T>) -> (T, String) {
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Lines {
+    use std::cell::RefCell;
+    use std::sync::OnceLock;
+
+    thread_local! {
+        static CAPTURED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    struct ThisThread;
+    impl std::io::Write for ThisThread {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(bytes);
+            CAPTURED.with(|c| c.borrow_mut().extend_from_slice(bytes));
             Ok(bytes.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .without_time()
-        .with_writer(move || writer.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(|| ThisThread)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+    });
+    CAPTURED.with(|c| c.borrow_mut().clear());
     let out = future.await;
-    drop(guard);
-    let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
-    (out, text)
+    let bytes = CAPTURED.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    (out, String::from_utf8(bytes).expect("utf-8"))
 }
