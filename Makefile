@@ -87,7 +87,7 @@ clippy: wasm-target ## clippy for native and for wasm32-wasip1, warnings are err
 	$(CARGO) clippy --locked -p hrl-plugin-config -p hrl-filter -p hrl-noop-filter --target $(WASM_TARGET) -- -D warnings
 
 .PHONY: test
-test: fmt-check clippy filter noop tools ## everything CI checks: fmt, clippy, wasm build + size, all tests, chart checks
+test: fmt-check clippy filter noop tools filter-image-test release-check workflows-lint ## everything CI checks: fmt, clippy, wasm build + size, registry round trip, release and workflow checks, all tests, chart checks
 	@# --all-targets also builds the benchmarks and runs each once in test mode (cheap, dev profile).
 	HELM=$(HELM) $(CARGO) test --locked --workspace --all-targets
 
@@ -114,13 +114,47 @@ filter-sha256: ## print the sha256 of dist/plugin.wasm (the filter.sha256 value 
 	@test -f dist/plugin.wasm || { echo "dist/plugin.wasm is missing: run make filter" >&2; exit 1; }
 	@sha256sum dist/plugin.wasm | cut -d' ' -f1
 
+# --- Filter image without Docker, release checks (scripts/, tests/registry/, tests/release/) ---
+# The workspace version: image tags, chart version and appVersion, release tag v$(VERSION).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n1)
+FILTER_IMAGE_DIR ?= dist/filter-image
+FILTER_IMAGE_TAG ?= $(VERSION)
+# Pinned Python tools (oras, zizmor, actionlint) in a venv, reinstalled when the list changes.
+PYTOOLS := $(TOOLS)/py
+PYTOOLS_STAMP := $(PYTOOLS)/.installed
+
+$(PYTOOLS_STAMP): scripts/requirements-tools.txt
+	rm -rf $(PYTOOLS)
+	python3 -m venv $(PYTOOLS)
+	$(PYTOOLS)/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-tools.txt
+	touch $@
+
+.PHONY: filter-image
+filter-image: filter ## the filter as an OCI image layout in dist/filter-image, no Docker; prints its filter.sha256
+	@python3 scripts/filter-image.py --wasm dist/plugin.wasm --out $(FILTER_IMAGE_DIR) --tag $(FILTER_IMAGE_TAG)
+
+.PHONY: filter-image-test
+filter-image-test: $(PYTOOLS_STAMP) ## push the filter image to a registry on 127.0.0.1 (skopeo), pull it back (oras), check it
+	PYTHON=$(PYTOOLS)/bin/python MAKE="$(MAKE)" tests/registry/roundtrip.sh
+
+.PHONY: release-check
+release-check: tools ## the release scripts offline: tag vs versions, chart packaged with pinned digests
+	HELM=$(HELM) tests/release/check.sh
+
+.PHONY: workflows-lint
+workflows-lint: $(PYTOOLS_STAMP) ## actionlint (with shellcheck) and zizmor on .github/workflows, shellcheck on the scripts
+	@command -v shellcheck >/dev/null || { echo "shellcheck not found: apt-get install -y shellcheck (.ci/run installs it)" >&2; exit 1; }
+	$(PYTOOLS)/bin/actionlint -shellcheck=shellcheck .github/workflows/*.yml
+	$(PYTOOLS)/bin/zizmor --offline --persona=pedantic --no-progress .github/workflows
+	shellcheck .ci/run tests/registry/roundtrip.sh tests/release/check.sh scripts/*.sh
+
 .PHONY: helm-check
 helm-check: tools ## helm lint + template of the chart, default values and every option on
 	$(HELM) lint charts/hrl-operator --set filter.allowUnpinned=true
 	$(HELM) lint charts/hrl-operator -f charts/hrl-operator/ci/all-features-values.yaml
 	$(HELM) template hrl charts/hrl-operator --namespace hrl-system --set filter.allowUnpinned=true >/dev/null
 	$(HELM) template hrl charts/hrl-operator --namespace hrl-system -f charts/hrl-operator/ci/all-features-values.yaml >/dev/null
-	HELM=$(HELM) $(CARGO) test --locked -p hrl-operator --test chart --test images
+	HELM=$(HELM) $(CARGO) test --locked -p hrl-operator --test chart --test images --test filter_image
 
 .PHONY: crd
 crd: ## regenerate crds/ and the chart's identical copy from the Rust types
