@@ -149,7 +149,7 @@ fn fmix64(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
-/// 64-bit FNV-1a: cheap, stable across VMs and versions (slot placement depends on it).
+/// 64-bit FNV-1a: cheap, stable across VMs and versions (group placement depends on it).
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
