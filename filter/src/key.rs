@@ -3,8 +3,11 @@
 
 /// Key material longer than this is replaced by a fixed-size digest.
 pub const MAX_KEY_BYTES: usize = 64;
-/// Slots a key may probe from its home slot before it falls back to the overflow bucket.
-pub const PROBES: u32 = 4;
+/// Buckets one group (one shared-data entry) holds at most.
+pub const GROUP_BUCKETS: usize = 8;
+/// `maxKeys` per group: groups have room for twice `maxKeys` buckets, the headroom that lets
+/// `maxKeys` active keys find a bucket of their own (README: measured overflow share).
+pub const KEYS_PER_GROUP: u32 = 4;
 
 /// What a policy keys its buckets on (compiled from `hrl_plugin_config::Key`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,21 +140,49 @@ fn material(tag: u8, raw: &[u8]) -> Material {
     out
 }
 
-/// 64-bit FNV-1a: cheap, stable across VMs and versions (slot placement depends on it).
+/// MurmurHash3's 64-bit finaliser: every input bit affects every output bit.
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// 64-bit FNV-1a: cheap, stable across VMs and versions (group placement depends on it).
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
-/// The slots a key may use, home slot first: `home .. home + PROBES` modulo `max_keys`,
-/// without repeats when `max_keys < PROBES`.
-pub fn probe_slots(key: &[u8], max_keys: u32) -> impl Iterator<Item = u32> {
-    let max_keys = max_keys.max(1);
-    let modulo = move |n: u64| n.checked_rem(u64::from(max_keys)).unwrap_or(0);
-    let home = modulo(fnv1a64(key));
-    (0..PROBES.min(max_keys))
-        .map(move |i| u32::try_from(modulo(home.saturating_add(u64::from(i)))).unwrap_or(0))
+/// Groups of a policy with `max_keys`: `ceil(max_keys / KEYS_PER_GROUP)`, at least one.
+pub fn group_count(max_keys: u32) -> u32 {
+    max_keys.div_ceil(KEYS_PER_GROUP).max(1)
+}
+
+/// The two groups a key may live in, first choice first; different whenever there are two
+/// groups or more. Both come from the key's FNV-1a hash through MurmurHash3's 64-bit
+/// finaliser, the first from its low 32 bits, the second from its high 32 bits. FNV-1a alone
+/// clusters keys that differ in a last digit or two: `key-0` .. `key-999` take 530 of 2,500
+/// groups with it, 827 with the finaliser (a uniform hash: 824 expected).
+pub fn candidate_groups(key: &[u8], max_keys: u32) -> [u32; 2] {
+    let groups = u64::from(group_count(max_keys));
+    let hash = fmix64(fnv1a64(key));
+    let first = (hash & 0xffff_ffff).checked_rem(groups).unwrap_or(0);
+    // Any other group: an offset of 1..groups from the first.
+    let second = match groups.checked_sub(1) {
+        Some(others) if others > 0 => {
+            let offset = (hash >> 32).checked_rem(others).unwrap_or(0);
+            first
+                .saturating_add(1)
+                .saturating_add(offset)
+                .checked_rem(groups)
+                .unwrap_or(0)
+        }
+        _ => first,
+    };
+    [first, second].map(|group| u32::try_from(group).unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -268,16 +299,65 @@ mod tests {
     }
 
     #[test]
-    fn probes_start_at_the_home_slot_wrap_and_stay_below_max_keys() {
-        let slots: Vec<u32> = probe_slots(b"hkey", 10).collect();
-        assert_eq!(slots.len(), PROBES as usize);
-        assert!(slots.iter().all(|&s| s < 10));
-        let home = (fnv1a64(b"hkey") % 10) as u32;
-        assert_eq!(slots[0], home);
-        assert_eq!(slots[1], (home + 1) % 10);
-        let few: Vec<u32> = probe_slots(b"hkey", 2).collect();
-        assert_eq!(few.len(), 2);
-        assert_ne!(few[0], few[1]);
-        assert_eq!(probe_slots(b"k", 0).collect::<Vec<_>>(), vec![0]);
+    fn group_count_is_max_keys_over_four_rounded_up_and_never_zero() {
+        assert_eq!(group_count(10_000), 2_500);
+        assert_eq!(group_count(10_001), 2_501);
+        assert_eq!(group_count(1), 1);
+        assert_eq!(group_count(0), 1);
+        assert_eq!(group_count(u32::MAX), u32::MAX.div_ceil(4));
+    }
+
+    #[test]
+    fn candidate_groups_are_two_different_groups_below_the_group_count() {
+        for max_keys in [5, 8, 12, 100, 10_000, 1_000_000] {
+            let groups = group_count(max_keys);
+            for i in 0..1_000u32 {
+                let [first, second] = candidate_groups(&i.to_le_bytes(), max_keys);
+                assert!(
+                    first < groups && second < groups,
+                    "{first} {second} of {groups}"
+                );
+                assert_ne!(first, second, "max_keys {max_keys}, key {i}");
+            }
+        }
+        assert_eq!(
+            candidate_groups(b"hkey", 4),
+            [0, 0],
+            "one group: both choices"
+        );
+        assert_eq!(candidate_groups(b"hkey", 0), [0, 0]);
+        assert_eq!(
+            candidate_groups(b"hkey", 10_000),
+            candidate_groups(b"hkey", 10_000),
+            "stable: every worker VM finds the same groups"
+        );
+    }
+
+    #[test]
+    fn numbered_keys_and_sequential_addresses_spread_like_random_ones() {
+        // 1,000 keys over 2,500 groups: a uniform hash leaves them in 824 groups on average
+        // (standard deviation ~12); FNV-1a alone put the numbered keys in 530.
+        let groups = |keys: Vec<BucketKey>| {
+            let firsts: std::collections::HashSet<u32> = keys
+                .iter()
+                .map(|k| match k {
+                    BucketKey::Keyed(owner) => candidate_groups(owner, 10_000)[0],
+                    _ => unreachable!(),
+                })
+                .collect();
+            firsts.len()
+        };
+        let numbered =
+            (0..1000).map(|i| BucketKey::from_header(Some(format!("key-{i}").as_bytes())));
+        let addresses = (1..=1000u32).map(|i| {
+            let [_, _, c, d] = i.to_be_bytes();
+            BucketKey::from_address(Some(format!("192.168.{c}.{d}:5000").as_bytes()))
+        });
+        for (name, used) in [
+            ("numbered", groups(numbered.collect())),
+            ("addresses", groups(addresses.collect())),
+        ] {
+            assert!(used >= 780, "{name}: 1,000 keys in {used} groups");
+        }
     }
 }

@@ -1,11 +1,20 @@
 //! Taking a token from a bucket that lives in proxy shared data, so every worker thread (each
 //! its own VM) draws from the same bucket. Pure over the `SharedStore` trait: the adapter
 //! implements it with host calls, the tests with an in-memory map.
+//!
+//! Buckets with a fixed name (the single bucket, a keyed policy's missing-key and overflow
+//! buckets) are one entry each. Keyed buckets live in groups (`keyed.rs`, `group.rs`).
 
-use crate::headers::same_bytes;
-use crate::key::{BucketKey, MAX_KEY_BYTES, probe_slots};
-use crate::limiter::{Bucket, ENCODED_LEN, Rate};
+#[path = "group.rs"]
+pub mod group;
+#[path = "keyed.rs"]
+mod keyed;
+
+use crate::key::BucketKey;
+use crate::limiter::{Bucket, Rate};
 use crate::policy::StoreKeys;
+
+pub use keyed::CREATE_CAS;
 
 /// Read-modify-write attempts before a request is let through uncounted.
 pub const MAX_ATTEMPTS: u32 = 8;
@@ -36,15 +45,8 @@ pub struct Outcome {
     pub bucket: Bucket,
     /// Every attempt conflicted; the request is allowed without a token.
     pub exhausted: bool,
-    /// The key found no slot and used the policy's overflow bucket.
+    /// The key found no room in its groups and used the policy's overflow bucket.
     pub overflow: bool,
-}
-
-/// Where a keyed request's bucket lives, found by probing its slots.
-struct Target {
-    key: String,
-    bucket: Bucket,
-    cas: u32,
 }
 
 /// Create the named buckets (full at `now_ns`) that do not exist yet; returns how many it
@@ -72,47 +74,11 @@ pub fn take(
     key: &BucketKey,
     now_ns: u64,
 ) -> Outcome {
-    let owner: &[u8] = match key {
-        BucketKey::Single => return take_named(store, &keys.single, rate, now_ns),
-        BucketKey::Missing => return take_named(store, &keys.missing, rate, now_ns),
-        BucketKey::Keyed(owner) => owner.as_slice(),
-    };
-    let mut last = None;
-    for _ in 0..MAX_ATTEMPTS {
-        let Some(target) = find_slot(store, keys, rate, max_keys, owner, now_ns) else {
-            let outcome = take_named(store, &keys.overflow, rate, now_ns);
-            return Outcome {
-                overflow: true,
-                ..outcome
-            };
-        };
-        let take = target.bucket.take(rate, now_ns);
-        let outcome = Outcome {
-            allowed: take.allowed,
-            bucket: take.bucket,
-            exhausted: false,
-            overflow: false,
-        };
-        // A refused take changes nothing that time would not recompute: no write.
-        if !take.allowed && !target.bucket.is_reanchored(&take.bucket) {
-            return outcome;
-        }
-        // On the stack for every owner key `key.rs` makes (at most MAX_KEY_BYTES + 1 bytes).
-        let mut buf = [0u8; ENCODED_LEN + MAX_KEY_BYTES + 1];
-        let heap;
-        let value = match take.bucket.encode_to(owner, &mut buf) {
-            Some(value) => value,
-            None => {
-                heap = take.bucket.encode(owner);
-                heap.as_slice()
-            }
-        };
-        if store.set(&target.key, value, target.cas) == Written::Stored {
-            return outcome;
-        }
-        last = Some(outcome);
+    match key {
+        BucketKey::Single => take_named(store, &keys.single, rate, now_ns),
+        BucketKey::Missing => take_named(store, &keys.missing, rate, now_ns),
+        BucketKey::Keyed(owner) => keyed::take(store, keys, rate, max_keys, owner, now_ns),
     }
-    exhausted(last, rate, now_ns)
 }
 
 /// Take from a bucket with a fixed key (single, missing, overflow).
@@ -144,47 +110,6 @@ fn take_named(store: &mut dyn SharedStore, key: &str, rate: &Rate, now_ns: u64) 
     exhausted(last, rate, now_ns)
 }
 
-/// The slot `owner` already holds, else the first empty or idle one among its probes.
-fn find_slot(
-    store: &mut dyn SharedStore,
-    keys: &StoreKeys,
-    rate: &Rate,
-    max_keys: u32,
-    owner: &[u8],
-    now_ns: u64,
-) -> Option<Target> {
-    let mut free: Option<Target> = None;
-    for slot in probe_slots(owner, max_keys) {
-        let key = keys.slot(slot);
-        let Some((value, cas)) = store.get(&key) else {
-            // Slots are never emptied, so the owner cannot sit further along the probe.
-            return Some(free.unwrap_or(Target {
-                key,
-                bucket: Bucket::full(rate, now_ns),
-                cas: 0,
-            }));
-        };
-        match Bucket::decode(&value) {
-            // Not `==` (the C library's bytewise `memcmp`): this runs for every probe.
-            Some((bucket, holder)) if same_bytes(holder, owner) => {
-                return Some(Target { key, bucket, cas });
-            }
-            Some((bucket, _)) if !bucket.is_full_at(rate, now_ns) => {}
-            // An idle holder (full again) or a value that is not ours: free to take over.
-            _ => {
-                if free.is_none() {
-                    free = Some(Target {
-                        key,
-                        bucket: Bucket::full(rate, now_ns),
-                        cas,
-                    });
-                }
-            }
-        }
-    }
-    free
-}
-
 /// Every attempt conflicted: allow, and report the last computed level.
 fn exhausted(last: Option<Outcome>, rate: &Rate, now_ns: u64) -> Outcome {
     let bucket = last.map_or(Bucket::full(rate, now_ns), |o| o.bucket);
@@ -196,6 +121,9 @@ fn exhausted(last: Option<Outcome>, rate: &Rate, now_ns: u64) -> Outcome {
     }
 }
 
+#[cfg(test)]
+#[path = "store_fake.rs"]
+mod fake;
 #[cfg(test)]
 #[path = "shared_tests.rs"]
 mod tests;
