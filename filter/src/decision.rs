@@ -111,14 +111,21 @@ pub fn response_headers<'a>(
 
 /// `response_headers` without allocating, for the response path: each header is handed to
 /// `sink` in the same order (the IETF ones as list members); per-request values come from
-/// `scratch` (see `HeaderStyle::render_each`).
+/// `scratch` (see `HeaderStyle::render_each`). On the local reply (a `Limited` decision: the
+/// response is the reply this policy sent, re-entering its response callback) the IETF list
+/// members are left out: the reply carries them already, and adding a member again would list
+/// the policy twice.
 #[inline(always)]
 pub fn each_response_header(
     policy: &Policy,
     decision: Option<&Decision>,
     scratch: &mut Scratch,
-    mut sink: impl HeaderSink,
+    sink: impl HeaderSink,
 ) {
+    let mut sink = Members {
+        sink,
+        add: decision.is_none_or(|d| d.verdict != Verdict::Limited),
+    };
     for (name, value) in &policy.response_headers {
         sink.set(name, value);
     }
@@ -134,6 +141,27 @@ pub fn each_response_header(
         }
         let seconds = retry_after_seconds(&limit.rate, &decision.bucket);
         sink.set(RETRY_AFTER, scratch.retry_after.decimal(seconds));
+    }
+}
+
+/// A sink that adds list members only when `add` (a flag, not a second sink type: one copy
+/// of the rendering code in the module).
+struct Members<S> {
+    sink: S,
+    add: bool,
+}
+
+impl<S: HeaderSink> HeaderSink for Members<S> {
+    #[inline(always)]
+    fn set(&mut self, name: &str, value: &str) {
+        self.sink.set(name, value);
+    }
+
+    #[inline(always)]
+    fn add_list_member(&mut self, name: &str, item: &str) {
+        if self.add {
+            self.sink.add_list_member(name, item);
+        }
     }
 }
 

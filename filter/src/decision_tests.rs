@@ -214,9 +214,60 @@ fn the_allocation_free_response_path_sets_exactly_the_headers_of_response_header
                     seen.push((n.to_string(), v.to_string()));
                 },
             );
-            assert_eq!(seen, owned(response_headers(policy, decision.as_ref())));
+            let mut expected = owned(response_headers(policy, decision.as_ref()));
+            if decision.is_some_and(|d| d.verdict == Verdict::Limited) {
+                // The local reply carries the list members already (see the next test).
+                expected.retain(|(n, _)| n != "ratelimit" && n != "ratelimit-policy");
+            }
+            assert_eq!(seen, expected);
         }
     }
+}
+
+/// Records `set` and `add_list_member` apart, as the host adapter tells them apart.
+#[derive(Default)]
+struct Recorder {
+    set: Vec<(String, String)>,
+    added: Vec<(String, String)>,
+}
+
+impl crate::headers::HeaderSink for &mut Recorder {
+    fn set(&mut self, name: &str, value: &str) {
+        self.set.push((name.to_string(), value.to_string()));
+    }
+
+    fn add_list_member(&mut self, name: &str, item: &str) {
+        self.added.push((name.to_string(), item.to_string()));
+    }
+}
+
+#[test]
+fn the_ietf_members_are_added_once_on_upstream_responses_and_not_again_on_the_local_reply() {
+    let policy = policy(Some(limited(RateLimit::new(2, 2))));
+    let mut scratch = crate::headers::Scratch::default();
+    let allowed = nth(&policy, 1);
+    let mut upstream = Recorder::default();
+    each_response_header(&policy, Some(&allowed), &mut scratch, &mut upstream);
+    assert_eq!(
+        upstream.added,
+        pairs(&[
+            ("ratelimit-policy", r#""httpbin";q=2;w=1"#),
+            ("ratelimit", r#""httpbin";r=1;t=1"#),
+        ])
+    );
+    assert!(!upstream.set.iter().any(|(n, _)| n.starts_with("ratelimit")));
+
+    // The reply is sent with the members; its re-entry adds none, so each is there once.
+    let limited = nth(&policy, 3);
+    let reply = owned(local_reply_headers(&policy, &limited));
+    let mut reentry = Recorder::default();
+    each_response_header(&policy, Some(&limited), &mut scratch, &mut reentry);
+    assert!(reentry.added.is_empty(), "{:?}", reentry.added);
+    for name in ["ratelimit", "ratelimit-policy"] {
+        let on_reply = reply.iter().filter(|(n, _)| n == name).count();
+        assert_eq!(on_reply, 1, "{name} on {reply:?}");
+    }
+    assert!(reentry.set.contains(&("retry-after".into(), "1".into())));
 }
 
 #[test]

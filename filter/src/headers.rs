@@ -23,9 +23,10 @@ pub trait HeaderSink {
     /// Sets (replaces) a header.
     fn set(&mut self, name: &str, value: &str);
 
-    /// Puts `item` into a list header (`RateLimit`, `RateLimit-Policy`) once, next to members
-    /// already there. Setting it outright is right where nothing else can be there.
-    fn set_list_member(&mut self, name: &str, item: &str) {
+    /// Adds this policy's `item` to a list header (`RateLimit`, `RateLimit-Policy`) as a field
+    /// line of its own, next to members already there: a second field line is the same list
+    /// (RFC 9110 §5.3). Setting it outright is right where nothing else can be there.
+    fn add_list_member(&mut self, name: &str, item: &str) {
         self.set(name, item);
     }
 }
@@ -143,12 +144,12 @@ impl HeaderStyle {
     ) {
         match self {
             HeaderStyle::Ietf { policy, item } => {
-                sink.set_list_member(RATELIMIT_POLICY, policy);
+                sink.add_list_member(RATELIMIT_POLICY, policy);
                 let value =
                     scratch
                         .ratelimit
                         .ietf(item, bucket.remaining(), bucket.reset_seconds(rate));
-                sink.set_list_member(RATELIMIT, value);
+                sink.add_list_member(RATELIMIT, value);
             }
             HeaderStyle::Draft03 { limit } => {
                 sink.set(X_RATELIMIT_LIMIT, limit);
@@ -340,72 +341,6 @@ pub fn push_decimal(out: &mut String, n: u64) {
     out.push_str(core::str::from_utf8(digits).unwrap_or_default());
 }
 
-/// `existing`, a structured-field list header (`RateLimit`, `RateLimit-Policy`) set by another
-/// policy on the same workload or by the upstream, with `item` as its last member, into `out`.
-/// A member with the same key as `item` (its leading sf-string, the policy name) is dropped, so
-/// `item` appears once however often this runs; other members are kept as they are. Existing
-/// bytes that are not UTF-8 are dropped (`out` is then just `item`).
-pub fn merge_list_item(existing: &[u8], item: &str, out: &mut String) {
-    out.clear();
-    let key = member_key(item);
-    if let Ok(existing) = core::str::from_utf8(existing) {
-        split_members(existing, |member| {
-            if member.is_empty() || (key.is_some() && member_key(member) == key) {
-                return;
-            }
-            out.push_str(member);
-            out.push_str(", ");
-        });
-    }
-    out.push_str(item);
-}
-
-/// The leading sf-string of a list member, quotes included (`"name"`), if it starts with one.
-fn member_key(member: &str) -> Option<&str> {
-    let mut escaped = false;
-    for (at, byte) in member.bytes().enumerate() {
-        match (at, byte) {
-            (0, b'"') => {}
-            (0, _) => return None,
-            _ if escaped => escaped = false,
-            (_, b'\\') => escaped = true,
-            (_, b'"') => return member.get(..=at),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Calls `each` with every member of a list, split at commas outside sf-strings and trimmed of
-/// spaces and tabs.
-fn split_members(list: &str, mut each: impl FnMut(&str)) {
-    let (mut start, mut in_string, mut escaped) = (0, false, false);
-    for (at, byte) in list.bytes().enumerate() {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b',' => {
-                each(trim_ows(list.get(start..at).unwrap_or_default()));
-                start = at.saturating_add(1);
-            }
-            _ => {}
-        }
-    }
-    each(trim_ows(list.get(start..).unwrap_or_default()));
-}
-
-fn trim_ows(s: &str) -> &str {
-    s.trim_matches(|c| c == ' ' || c == '\t')
-}
-
 /// The policy identifier clients see: the HeaderRateLimit name, not its namespace.
 pub fn policy_name(policy: &str) -> &str {
     policy.rsplit('/').next().unwrap_or(policy)
@@ -433,48 +368,6 @@ fn sf_string(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn merged(existing: &str, item: &str) -> String {
-        let mut out = String::from("stale");
-        merge_list_item(existing.as_bytes(), item, &mut out);
-        out
-    }
-
-    #[test]
-    fn a_list_item_is_added_after_the_other_members() {
-        assert_eq!(merged("", r#""a";r=1;t=2"#), r#""a";r=1;t=2"#);
-        assert_eq!(
-            merged(r#""b";r=5;t=1"#, r#""a";r=1;t=2"#),
-            r#""b";r=5;t=1, "a";r=1;t=2"#
-        );
-    }
-
-    #[test]
-    fn a_list_item_replaces_its_own_earlier_member_only() {
-        assert_eq!(
-            merged(r#""a";r=9;t=9 ,	"b";q=5, "ab";q=1"#, r#""a";q=2;w=1"#),
-            r#""b";q=5, "ab";q=1, "a";q=2;w=1"#
-        );
-        assert_eq!(merged(r#""a";r=0;t=1"#, r#""a";r=1;t=1"#), r#""a";r=1;t=1"#);
-    }
-
-    #[test]
-    fn list_members_split_at_commas_outside_strings_and_keep_what_they_cannot_parse() {
-        assert_eq!(
-            merged(r#""x, \"y\"";r=1, token;r=2, , "a";r=3"#, r#""a";r=4"#),
-            r#""x, \"y\"";r=1, token;r=2, "a";r=4"#
-        );
-        assert_eq!(
-            merged("\"unterminated, a", r#""a";r=1"#),
-            "\"unterminated, a, \"a\";r=1"
-        );
-    }
-
-    #[test]
-    fn a_list_that_is_not_utf8_is_replaced_by_the_item() {
-        let mut out = String::new();
-        merge_list_item(b"\xff\xfe", r#""a";r=1"#, &mut out);
-        assert_eq!(out, r#""a";r=1"#);
-    }
     use crate::limiter::NANOS_PER_TOKEN;
 
     fn render<'a>(style: &'a HeaderStyle, rate: &Rate, bucket: &Bucket) -> Vec<(&'a str, String)> {

@@ -1,5 +1,6 @@
-//! The only module that talks to the host. Every call goes through `proxy_wasm::hostcalls` and
-//! every `Err(Status)` is handled here (the SDK's `Context` helpers unwrap them instead).
+//! The only module that talks to the host. Every call goes through `proxy_wasm::hostcalls`
+//! (or std for WASI's clock) and every `Err(Status)` is handled here (the SDK's `Context`
+//! helpers unwrap them instead).
 //!
 //! Caveat: proxy-wasm 0.2.5's `hostcalls` functions themselves `panic!` on any status they do
 //! not list (most list only `Ok`, some `NotFound`/`CasMismatch`), so an `Err` here is rare and
@@ -8,20 +9,47 @@
 //! `on_http_response_headers`, one local reply per stream); avoiding the SDK's panics entirely
 //! would take our own `unsafe` FFI declarations, which the workspace forbids.
 
-use std::time::UNIX_EPOCH;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{BufferType, GrpcStatusCode, LogLevel, MapType, MetricType, Status};
 
-use crate::headers::merge_list_item;
-use crate::policy::{COUNTERS, Counter};
+use crate::clock::{floor_offset, raw_nanos};
+use crate::counts::Counts;
+use crate::policy::COUNTERS;
 use crate::shared::{SharedStore, Written};
 
-/// Host time in nanoseconds since the epoch; 0 if the host cannot tell (the bucket maths
-/// treats that as a clock going backwards: nothing is minted).
+/// The host's monotonic clock in nanoseconds (WASI `clock_time_get(MONOTONIC)`, one
+/// process-wide steady clock in Envoy): what bucket timestamps in shared data are. See
+/// `clock` for how it is read without `unsafe`. Falls back to the wall clock if this build's
+/// `Instant` has no floor to find (then every VM of the module falls back alike).
 #[inline(always)]
 pub fn now_ns() -> u64 {
-    // Plain matches: the `Option` combinators' closures are not inlined at opt-level z.
+    let Some(floor) = monotonic_floor() else {
+        return wall_ns();
+    };
+    match Instant::now().checked_duration_since(*floor) {
+        Some(since) => raw_nanos(since),
+        None => 0,
+    }
+}
+
+/// The smallest `Instant` this build can hold, found once per VM.
+fn monotonic_floor() -> Option<&'static Instant> {
+    static FLOOR: OnceLock<Option<Instant>> = OnceLock::new();
+    FLOOR
+        .get_or_init(|| {
+            let now = Instant::now();
+            let offset = floor_offset(|d| now.checked_sub(d).is_some())?;
+            now.checked_sub(offset)
+        })
+        .as_ref()
+}
+
+/// Host wall-clock time in nanoseconds since the epoch; 0 if the host cannot tell (the bucket
+/// maths treats that as a clock going backwards: nothing is minted).
+fn wall_ns() -> u64 {
     let Ok(time) = hostcalls::get_current_time() else {
         return 0;
     };
@@ -89,6 +117,11 @@ pub fn log(level: LogLevel, message: &str) {
     let _ignored: Result<(), Status> = hostcalls::log(level, message);
 }
 
+/// Ask for `on_tick` every `period`; false if the host refused.
+pub fn set_tick_period(period: Duration) -> bool {
+    hostcalls::set_tick_period(period).is_ok()
+}
+
 /// A request header's value, if present.
 pub fn request_header(name: &str) -> Option<Vec<u8>> {
     hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
@@ -114,19 +147,10 @@ pub fn set_response_header(name: &str, value: &str) {
     let _ignored = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
 }
 
-/// Sets a list header (`RateLimit`, `RateLimit-Policy`) so that it carries `item` once and
-/// keeps its other members: another policy's on the same workload, or the upstream's.
-/// `buffer` holds the merged value.
-pub fn set_response_list_member(name: &str, item: &str, buffer: &mut String) {
-    match hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name) {
-        // Already exactly this member (a local reply of this policy): nothing to change.
-        Ok(Some(existing)) if existing == item.as_bytes() => {}
-        Ok(Some(existing)) if !existing.is_empty() => {
-            merge_list_item(&existing, item, buffer);
-            set_response_header(name, buffer);
-        }
-        _ => set_response_header(name, item),
-    }
+/// Add a response header as a field line of its own, keeping any there (Envoy's `addCopy`).
+#[inline(always)]
+pub fn add_response_header(name: &str, value: &str) {
+    let _ignored = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value);
 }
 
 /// Send the local reply; false if the host refused (the caller then lets the request through).
@@ -134,10 +158,36 @@ pub fn send_local_reply(status: u32, headers: Vec<(&str, &str)>, body: &str) -> 
     hostcalls::send_http_response(status, headers, Some(body.as_bytes())).is_ok()
 }
 
-/// The policy's counters; a counter the host refused to define is skipped.
+/// Answer a gRPC request with `RESOURCE_EXHAUSTED`, `message` as its `grpc-message` and
+/// `headers` on the trailers-only reply; false if the host refused.
+pub fn send_grpc_exhausted(headers: &[(&str, &str)], message: &str) -> bool {
+    let metadata = headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_bytes()))
+        .collect();
+    hostcalls::send_grpc_response(GrpcStatusCode::ResourceExhausted, Some(message), metadata)
+        .is_ok()
+}
+
+/// Counts a configuration this filter refused, in `hrl.config_rejected` (not per policy: a
+/// refused configuration may not name one). Straight to the host: there is no policy whose
+/// tick would flush it.
+pub fn count_rejected_config() {
+    if let Ok(id) = hostcalls::define_metric(MetricType::Counter, CONFIG_REJECTED) {
+        let _ignored = hostcalls::increment_metric(id, 1);
+    }
+}
+
+/// The metric counting refused configurations.
+pub const CONFIG_REJECTED: &str = "hrl.config_rejected";
+
+/// The policy's counters: counted in the VM (`counts::Counts`), handed to the host by `flush`
+/// (on a tick). A counter the host refused to define is skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metrics {
     ids: [Option<u32>; COUNTERS],
+    /// Counted since the last flush.
+    pub counts: Counts,
 }
 
 impl Metrics {
@@ -147,26 +197,19 @@ impl Metrics {
             ids: names
                 .each_ref()
                 .map(|name| hostcalls::define_metric(MetricType::Counter, name).ok()),
+            counts: Counts::default(),
         }
     }
 
-    /// Add one to each counter that is `Some`.
-    #[inline(always)]
-    pub fn bump_each(&self, counters: &[Option<Counter>]) {
-        for counter in counters {
-            let Some(counter) = counter else {
-                continue;
-            };
-            self.bump(*counter);
-        }
-    }
-
-    /// Add one to a counter.
-    #[inline(always)]
-    pub fn bump(&self, counter: Counter) {
-        if let Some(Some(id)) = self.ids.get(counter as usize) {
-            let _ignored = hostcalls::increment_metric(*id, 1);
-        }
+    /// Hand what was counted since the last flush to the host: one call per counter that
+    /// moved. A count the host refuses is dropped (it would refuse it again).
+    pub fn flush(&self) {
+        self.counts.drain(|index, count| {
+            if let Some(Some(id)) = self.ids.get(index) {
+                let offset = i64::try_from(count).unwrap_or(i64::MAX);
+                let _ignored = hostcalls::increment_metric(*id, offset);
+            }
+        });
     }
 }
 

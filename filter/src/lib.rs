@@ -14,7 +14,10 @@
     deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
 )]
 
+pub mod clock;
+pub mod counts;
 pub mod decision;
+pub mod grpc;
 pub mod headers;
 pub mod host;
 pub mod key;
@@ -24,6 +27,7 @@ pub mod shared;
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use hrl_plugin_config::PluginConfig;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -39,6 +43,10 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(FilterRoot::default()) });
 }}
 
+/// How often each VM hands what it counted to the host (see `counts`): at most this much of
+/// the counts is lost when a VM dies.
+pub const FLUSH_PERIOD: Duration = Duration::from_secs(1);
+
 /// A compiled policy and its counters, shared by the root and its HTTP contexts.
 #[derive(Debug)]
 struct Configured {
@@ -49,8 +57,6 @@ struct Configured {
     /// Per-request header values, kept between responses (see `headers::Memo`): the response
     /// path neither allocates nor, mostly, formats a number.
     scratch: RefCell<Scratch>,
-    /// Reused for an IETF list header merged with members already in the response.
-    merged: RefCell<String>,
 }
 
 /// One per plugin configuration per worker VM.
@@ -59,10 +65,22 @@ struct FilterRoot {
     configured: Option<Rc<Configured>>,
 }
 
-impl Context for FilterRoot {}
+impl Context for FilterRoot {
+    /// The plugin is going away: hand over what was counted since the last tick.
+    fn on_done(&mut self) -> bool {
+        if let Some(configured) = &self.configured {
+            configured.metrics.flush();
+        }
+        true
+    }
+}
 
 impl RootContext for FilterRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        // What the previous configuration counted goes to the host before it is replaced.
+        if let Some(previous) = self.configured.take() {
+            previous.metrics.flush();
+        }
         match PluginConfig::from_json(&host::plugin_configuration()) {
             Ok(config) => {
                 let policy = Policy::compile(&config);
@@ -75,12 +93,13 @@ impl RootContext for FilterRoot {
                         host::now_ns(),
                     );
                 }
+                // The SDK traps rather than return a refusal here; Envoy accepts any period.
+                let _ticking = host::set_tick_period(FLUSH_PERIOD);
                 self.configured = Some(Rc::new(Configured {
                     local_reply: LocalReply::plan(&policy),
                     policy,
                     metrics,
                     scratch: RefCell::new(Scratch::default()),
-                    merged: RefCell::new(String::new()),
                 }));
                 true
             }
@@ -89,9 +108,15 @@ impl RootContext for FilterRoot {
                     LogLevel::Error,
                     &["hrl-filter: ", &error.to_string()].concat(),
                 );
-                self.configured = None;
+                host::count_rejected_config();
                 false
             }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(configured) = &self.configured {
+            configured.metrics.flush();
         }
     }
 
@@ -122,10 +147,10 @@ impl HttpContext for FilterHttp {
         let Some(configured) = self.configured.as_deref() else {
             return Action::Continue;
         };
-        let (policy, metrics) = (&configured.policy, &configured.metrics);
-        metrics.bump(Counter::Requests);
+        let (policy, counts) = (&configured.policy, &configured.metrics.counts);
+        counts.bump(Counter::Requests);
         let Some(limit) = &policy.limit else {
-            metrics.bump_each(&counter_set(None));
+            counts.bump_each(&counter_set(None));
             return Action::Continue;
         };
         let key = match &limit.key {
@@ -145,14 +170,20 @@ impl HttpContext for FilterHttp {
             now,
         );
         let decision = decide(limit, &outcome);
-        metrics.bump_each(&counter_set(Some(&decision)));
+        counts.bump_each(&counter_set(Some(&decision)));
         self.decision = Some(decision);
         if decision.verdict != Verdict::Limited {
             return Action::Continue;
         }
+        // Read only on this path: an allowed request costs no extra host call.
+        let grpc = grpc::is_grpc(host::request_header("content-type").as_deref());
         let send = |scratch: &mut Scratch| {
             let headers = configured.local_reply.headers(policy, &decision, scratch);
-            host::send_local_reply(limit.status_code, headers, &limit.body)
+            if grpc {
+                host::send_grpc_exhausted(&headers, grpc::status_message(&limit.body))
+            } else {
+                host::send_local_reply(limit.status_code, headers, &limit.body)
+            }
         };
         // Never re-entered; a fresh scratch if it ever were, rather than a trap.
         let sent = match configured.scratch.try_borrow_mut() {
@@ -178,9 +209,7 @@ impl HttpContext for FilterHttp {
             host::remove_response_header(name);
         }
         let (policy, decision) = (&configured.policy, self.decision.as_ref());
-        let sink = ResponseHeaders {
-            merged: &configured.merged,
-        };
+        let sink = ResponseHeaders;
         // Never re-entered (the host does not call back while we set headers); a fresh scratch
         // if it ever were, rather than a trap.
         match configured.scratch.try_borrow_mut() {
@@ -192,22 +221,16 @@ impl HttpContext for FilterHttp {
 }
 
 /// The response's headers, written through the host.
-struct ResponseHeaders<'a> {
-    /// Reused for a list header merged with the members already in the response.
-    merged: &'a RefCell<String>,
-}
+struct ResponseHeaders;
 
-impl HeaderSink for ResponseHeaders<'_> {
+impl HeaderSink for ResponseHeaders {
     fn set(&mut self, name: &str, value: &str) {
         host::set_response_header(name, value);
     }
 
-    /// Merged into what is there (another policy's members on the same workload, or the
-    /// upstream's), so each policy appears once.
-    fn set_list_member(&mut self, name: &str, item: &str) {
-        match self.merged.try_borrow_mut() {
-            Ok(mut buffer) => host::set_response_list_member(name, item, &mut buffer),
-            Err(_) => host::set_response_list_member(name, item, &mut String::new()),
-        }
+    /// One `add`, no read: whatever is there (another policy's members on the same workload,
+    /// or the upstream's) stays, and this policy's member joins the list as its own field line.
+    fn add_list_member(&mut self, name: &str, item: &str) {
+        host::add_response_header(name, item);
     }
 }

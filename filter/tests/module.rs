@@ -78,16 +78,20 @@ const USED_BY_FILTER: &[&str] = &[
     "proxy_get_buffer_bytes",
     "proxy_get_header_map_value",
     "proxy_replace_header_map_value",
+    "proxy_add_header_map_value",
     "proxy_remove_header_map_value",
     "proxy_get_property",
     "proxy_get_shared_data",
     "proxy_set_shared_data",
     "proxy_send_local_response",
-    "proxy_get_current_time_nanoseconds",
+    "proxy_set_tick_period_milliseconds",
     "proxy_define_metric",
     "proxy_increment_metric",
     "proxy_log",
 ];
+
+/// WASI functions the filter relies on: the monotonic clock buckets refill from.
+const WASI_USED_BY_FILTER: &[&str] = &["clock_time_get"];
 
 /// Exports a proxy-wasm 0.2.1 host needs from an HTTP filter.
 const REQUIRED_EXPORTS: &[&str] = &[
@@ -197,6 +201,14 @@ fn module_imports_only_proxy_abi_and_envoy_wasi_functions() {
         assert!(
             imports.iter().any(|(m, n, _)| m == "env" && n == name),
             "the filter calls {name} but the module does not import it"
+        );
+    }
+    for name in WASI_USED_BY_FILTER {
+        assert!(
+            imports
+                .iter()
+                .any(|(m, n, _)| m == "wasi_snapshot_preview1" && n == name),
+            "the filter reads the monotonic clock through {name}, which it does not import"
         );
     }
 }

@@ -56,7 +56,7 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// A host with one worker for the case; `metered` counts fuel.
+/// A host with one worker for the case; `metered` counts fuel and host calls.
 pub fn host(case: &Case, metered: bool) -> Host {
     let bytes_of = |env: &str, file: &str, target: &str| {
         let path = common::module_path(env, file, target);
@@ -81,6 +81,7 @@ pub fn host(case: &Case, metered: bool) -> Host {
     Host::builder(&module)
         .plugin(plugin)
         .clock(Clock::manual())
+        .count_host_calls(metered)
         .build()
         .unwrap_or_else(|e| panic!("{}: {e}", case.name))
 }

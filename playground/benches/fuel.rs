@@ -1,18 +1,31 @@
-//! Wasm fuel (about one unit per wasm instruction) per HTTP stream, per case: deterministic,
-//! unlike wall time. `cargo bench -p hrl-playground --bench fuel` prints a table.
+//! Wasm fuel (about one unit per wasm instruction) and host calls per HTTP stream, per case:
+//! deterministic, unlike wall time. `cargo bench -p hrl-playground --bench fuel` prints a table.
+//! A host call is any call from the module into the host (proxy-wasm or WASI import); in a
+//! real proxy each one crosses the VM boundary and touches a header map, a lock or a stat.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a bench fails loudly
 
 mod cases;
 
 use std::time::Duration;
 
-use hrl_playground::Response;
+use hrl_playground::{Response, Worker};
 
 const STREAMS: u64 = 1000;
 
+/// Fuel and host calls so far.
+fn spent(worker: &Worker) -> (u64, u64) {
+    (
+        worker.fuel_consumed().unwrap(),
+        worker.host_calls().unwrap(),
+    )
+}
+
 fn main() {
     let requests = cases::requests();
-    println!("{:<28} {:>14} {:>16}", "case", "fuel/request", "minus noop");
+    println!(
+        "{:<28} {:>14} {:>12} {:>16} {:>12} {:>12}",
+        "case", "fuel/request", "minus noop", "host calls/req", "fuel/tick", "calls/tick"
+    );
     let mut floor = None;
     for case in cases::cases() {
         let mut host = cases::host(&case, true);
@@ -25,7 +38,8 @@ fn main() {
                 .http_stream_view(request, &upstream, cases::read)
                 .unwrap();
         }
-        let before = worker.fuel_consumed().unwrap();
+        worker.tick().unwrap();
+        let before = spent(worker);
         for i in 0..STREAMS {
             if !case.frozen {
                 clock.advance(Duration::from_secs(1));
@@ -35,13 +49,22 @@ fn main() {
                 .http_stream_view(request, &upstream, cases::read)
                 .unwrap();
         }
-        let per_request = (worker.fuel_consumed().unwrap() - before) / STREAMS;
-        let floor = *floor.get_or_insert(per_request);
+        let after = spent(worker);
+        let fuel = (after.0 - before.0) / STREAMS;
+        let calls = (after.1 - before.1) as f64 / STREAMS as f64;
+        // One tick after the streams: what a module that flushes per tick (not per request)
+        // spends then, once per tick period whatever the request rate.
+        worker.tick().unwrap();
+        let ticked = spent(worker);
+        let floor = *floor.get_or_insert(fuel);
         println!(
-            "{:<28} {:>14} {:>16}",
+            "{:<28} {:>14} {:>12} {:>16.2} {:>12} {:>12}",
             case.name,
-            per_request,
-            per_request as i64 - floor as i64
+            fuel,
+            fuel as i64 - floor as i64,
+            calls,
+            ticked.0 - after.0,
+            ticked.1 - after.1,
         );
     }
 }

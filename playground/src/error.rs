@@ -41,9 +41,14 @@ pub enum Error {
     /// `proxy_on_vm_start` returned false.
     #[error("proxy_on_vm_start returned false on worker {worker}{}", last_log(.logs))]
     VmStart { worker: usize, logs: Vec<String> },
-    /// `proxy_on_configure` returned false: the plugin refused its configuration.
+    /// `proxy_on_configure` returned false: the plugin refused its configuration. `metrics`
+    /// are the host's metrics at that moment (what the module counted about the refusal).
     #[error("plugin {plugin:?} refused its configuration (proxy_on_configure returned false){}", last_log(.logs))]
-    Configure { plugin: String, logs: Vec<String> },
+    Configure {
+        plugin: String,
+        logs: Vec<String>,
+        metrics: Vec<(String, crate::MetricKind, u64)>,
+    },
     /// A previous trap left this worker's VM unusable (Envoy marks such a VM failed too).
     #[error("worker {worker} is failed after an earlier trap")]
     VmFailed { worker: usize },

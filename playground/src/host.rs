@@ -46,6 +46,7 @@ pub struct HostBuilder {
     log_level: LogLevel,
     echo_logs: bool,
     vm_id: String,
+    count_host_calls: bool,
 }
 
 impl HostBuilder {
@@ -82,6 +83,13 @@ impl HostBuilder {
     /// The VM id that keys shared data (default empty, like Istio).
     pub fn vm_id(mut self, vm_id: &str) -> HostBuilder {
         self.vm_id = vm_id.into();
+        self
+    }
+
+    /// Count every call from the module into the host (proxy-wasm and WASI imports alike),
+    /// read with [`Worker::host_calls`]. Off by default: it costs a hook per call.
+    pub fn count_host_calls(mut self, count: bool) -> HostBuilder {
+        self.count_host_calls = count;
         self
     }
 
@@ -125,6 +133,7 @@ impl HostBuilder {
                     &pre,
                     Arc::clone(&shared),
                     Arc::clone(&plugins),
+                    self.count_host_calls,
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -164,6 +173,7 @@ impl Host {
             log_level: LogLevel::Info,
             echo_logs: false,
             vm_id: String::new(),
+            count_host_calls: false,
         }
     }
 
@@ -202,6 +212,15 @@ impl Host {
     /// A metric's value by the name the module defined.
     pub fn metric(&self, name: &str) -> Option<u64> {
         self.shared.metric(name)
+    }
+
+    /// Calls `proxy_on_tick` on every worker for every plugin that asked for ticks, as the
+    /// proxy's timers would once a tick period has passed (the manual clock fires no timers).
+    pub fn tick(&mut self) -> Result<(), Error> {
+        for worker in &mut self.workers {
+            worker.tick()?;
+        }
+        Ok(())
     }
 
     /// Number of shared-data entries.

@@ -125,6 +125,13 @@ impl Response {
         all(&self.headers, name)
     }
 
+    /// Every value of a header combined into one list value, as a recipient may combine
+    /// field lines (RFC 9110 §5.3: in order, joined with `, `); `None` when absent.
+    pub fn header_list(&self, name: &str) -> Option<String> {
+        let values = self.header_all(name);
+        (!values.is_empty()).then(|| values.join(", "))
+    }
+
     /// The body as text (lossy).
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()

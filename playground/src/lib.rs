@@ -27,13 +27,14 @@ mod header_map;
 mod host;
 mod http;
 mod imports;
+mod local_reply;
 mod module;
 mod shared;
 mod state;
 mod worker;
 
 pub use abi::LogLevel;
-pub use clock::{Clock, MANUAL_EPOCH_NANOS};
+pub use clock::{Clock, MANUAL_EPOCH_NANOS, MANUAL_MONOTONIC_START_NANOS};
 pub use error::Error;
 pub use host::{Host, HostBuilder, Plugin};
 pub use http::{Headers, Request, Response, ResponseView};

@@ -7,6 +7,7 @@ use wasmtime::{Memory, TypedFunc};
 
 use crate::header_map::HeaderMap;
 use crate::http::{Request, Response};
+use crate::local_reply::{LocalReply, decimal, is_grpc_request};
 use crate::shared::{Metric, Shared};
 
 /// One plugin (root context) configured on a VM.
@@ -31,6 +32,9 @@ pub(crate) struct StreamData {
     pub response_body: Vec<u8>,
     /// The response is a local reply of the module.
     pub local: bool,
+    /// The request is gRPC as Envoy decides it for the plugin whose request callback runs
+    /// (checked before each one: an earlier plugin may change `content-type`).
+    pub grpc: bool,
     /// Set by `proxy_send_local_response`, acted on after the callback returns (as Envoy does).
     pub reply_pending: bool,
     pub reply: LocalReply,
@@ -50,6 +54,7 @@ impl StreamData {
             response_headers,
             response_body,
             local,
+            grpc,
             reply_pending,
             reply,
             source_address,
@@ -62,10 +67,9 @@ impl StreamData {
         response_headers.clear();
         response_body.clear();
         *local = false;
+        *grpc = false;
         *reply_pending = false;
-        reply.status = 0;
-        reply.body.clear();
-        reply.headers.clear();
+        reply.clear();
         source_address.clear();
         destination_address.clear();
     }
@@ -90,25 +94,22 @@ impl StreamData {
         self.response_body.extend_from_slice(&response.body);
     }
 
-    /// Envoy's `sendLocalReply`: the module's reply becomes the stream's response: `:status`,
-    /// content-length and text/plain when there is a body, then the module's headers.
+    /// Envoy's `sendLocalReply`: the module's reply becomes the stream's response (see
+    /// [`LocalReply::write`]).
     pub fn set_response_from_reply(&mut self) {
-        let (reply, headers) = (&self.reply, &mut self.response_headers);
         self.responding = true;
         self.local = true;
-        headers.clear();
-        let mut digits = [0; 20];
-        headers.add(b":status", decimal(u64::from(reply.status), &mut digits));
-        if !reply.body.is_empty() {
-            let length = decimal(reply.body.len() as u64, &mut digits);
-            headers.add(b"content-length", length);
-            headers.add(b"content-type", b"text/plain");
-        }
-        for (name, value) in reply.headers.iter() {
-            headers.add(name, value);
-        }
-        self.response_body.clear();
-        self.response_body.extend_from_slice(&reply.body);
+        self.reply.write(
+            self.grpc,
+            &mut self.response_headers,
+            &mut self.response_body,
+        );
+    }
+
+    /// Envoy decides per decoder filter, just before its `decodeHeaders`, whether the request
+    /// is gRPC (`Grpc::Common::isGrpcRequestHeaders`).
+    pub fn check_grpc(&mut self) {
+        self.grpc = is_grpc_request(&self.request_headers);
     }
 
     /// The (possibly modified) request as the upstream gets it.
@@ -120,30 +121,6 @@ impl StreamData {
             destination_address: self.destination_address.clone(),
         }
     }
-}
-
-/// `n` in decimal ASCII, written into `digits`.
-fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        if let Some(digit) = digits.get_mut(start) {
-            *digit = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    digits.get(start..).unwrap_or_default()
-}
-
-/// A local reply requested by the module.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct LocalReply {
-    pub status: u32,
-    pub body: Vec<u8>,
-    pub headers: HeaderMap,
 }
 
 /// What the running callback may touch.
@@ -174,6 +151,9 @@ pub(crate) struct VmState {
     pub rng: u64,
     /// Reusable copy buffer for values handed to the module (shared data reads).
     pub scratch: Vec<u8>,
+    /// Calls from the module into the host so far; counted only when the host was built
+    /// with `count_host_calls`.
+    pub host_calls: u64,
 }
 
 impl VmState {
@@ -189,6 +169,7 @@ impl VmState {
             metrics: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15 ^ (worker as u64 + 1),
             scratch: Vec::new(),
+            host_calls: 0,
         }
     }
 }
@@ -207,33 +188,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decimal_writes_zero_and_the_largest_u64() {
-        let mut digits = [0; 20];
-        assert_eq!(decimal(0, &mut digits), b"0");
-        assert_eq!(decimal(429, &mut digits), b"429");
-        assert_eq!(decimal(u64::MAX, &mut digits), b"18446744073709551615");
-    }
-
-    #[test]
-    fn a_local_reply_becomes_status_length_type_then_the_module_headers() {
+    fn a_local_reply_becomes_the_response_and_reset_empties_the_stream() {
         let mut stream = StreamData::default();
         stream.reply.status = 429;
         stream.reply.body.extend_from_slice(b"slow down");
         stream.reply.headers.add(b"Retry-After", b"1");
         stream.set_response_from_reply();
         assert!(stream.responding && stream.local);
-        let headers: Vec<(&[u8], &[u8])> = stream.response_headers.iter().collect();
-        assert_eq!(
-            headers,
-            vec![
-                (&b":status"[..], &b"429"[..]),
-                (b"content-length", b"9"),
-                (b"content-type", b"text/plain"),
-                (b"retry-after", b"1"),
-            ]
-        );
-        stream.reset();
-        assert!(!stream.responding && !stream.local && stream.response_headers.is_empty());
+        assert_eq!(stream.response_headers.first(b":status"), Some(&b"429"[..]));
+        assert_eq!(stream.response_body, b"slow down");
+        stream.request_headers.add(b":path", b"/p.S/M");
+        stream
+            .request_headers
+            .add(b"content-type", b"application/grpc");
+        stream.check_grpc();
+        stream.set_response_from_reply();
+        assert_eq!(stream.response_headers.first(b":status"), Some(&b"200"[..]));
         assert!(stream.response_body.is_empty());
+        stream.reset();
+        assert!(!stream.responding && !stream.local && !stream.grpc);
+        assert!(stream.response_headers.is_empty() && stream.response_body.is_empty());
+        assert_eq!(stream.reply.grpc_status, None);
     }
 }

@@ -90,9 +90,9 @@ fn a_hundred_thousand_distinct_keys_keep_shared_data_within_max_keys() {
         "{entries} shared-data entries for maxKeys {max_keys}"
     );
     assert!(
-        counter(&host, policy, "overflow") > 0,
+        counter(&mut host, policy, "overflow") > 0,
         "beyond maxKeys keys share the overflow bucket"
     );
-    assert_eq!(counter(&host, policy, "allowed"), admitted);
-    assert_eq!(counter(&host, policy, "requests"), 100_000);
+    assert_eq!(counter(&mut host, policy, "allowed"), admitted);
+    assert_eq!(counter(&mut host, policy, "requests"), 100_000);
 }

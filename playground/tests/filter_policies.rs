@@ -20,11 +20,11 @@ fn two_policies_on_one_proxy_never_share_a_bucket() {
     // Each request takes one token from each policy's bucket: a shared bucket would be empty
     // after the first request.
     assert_eq!(statuses, [200, 200, 429]);
-    assert_eq!(counter(&host, "default/first", "allowed"), 2);
-    assert_eq!(counter(&host, "other/second", "allowed"), 2);
-    assert_eq!(counter(&host, "default/first", "limited"), 1);
+    assert_eq!(counter(&mut host, "default/first", "allowed"), 2);
+    assert_eq!(counter(&mut host, "other/second", "allowed"), 2);
+    assert_eq!(counter(&mut host, "default/first", "limited"), 1);
     assert_eq!(
-        counter(&host, "other/second", "requests"),
+        counter(&mut host, "other/second", "requests"),
         2,
         "a local reply ends the chain"
     );
@@ -63,14 +63,24 @@ fn two_policies_on_one_workload_each_list_their_item_once_in_the_ietf_headers() 
         .http_stream_with(Request::get("/"), |_| upstream())
         .unwrap();
     assert_eq!(allowed.status, 200);
-    // The second plugin encodes first, then the first: each appends its own member.
+    // The second plugin encodes first, then the first: each adds its own member as a field
+    // line of its own (Envoy's `addCopy` keeps them as separate entries); a recipient combines
+    // them into one list (RFC 9110 §5.3) in which each policy appears once.
     assert_eq!(
         allowed.header_all("ratelimit"),
-        vec![r#""upstream";r=7;t=3, "second";r=0;t=1, "first";r=4;t=1"#]
+        vec![
+            r#""upstream";r=7;t=3"#,
+            r#""second";r=0;t=1"#,
+            r#""first";r=4;t=1"#
+        ]
     );
     assert_eq!(
-        allowed.header_all("ratelimit-policy"),
-        vec![r#""upstream";q=10;w=60, "second";q=1;w=1, "first";q=5;w=5"#]
+        allowed.header_list("ratelimit").as_deref(),
+        Some(r#""upstream";r=7;t=3, "second";r=0;t=1, "first";r=4;t=1"#)
+    );
+    assert_eq!(
+        allowed.header_list("ratelimit-policy").as_deref(),
+        Some(r#""upstream";q=10;w=60, "second";q=1;w=1, "first";q=5;w=5"#)
     );
 
     // The second policy limits (the first took its token before): the reply already has the
@@ -79,12 +89,27 @@ fn two_policies_on_one_workload_each_list_their_item_once_in_the_ietf_headers() 
     assert_eq!(limited.status, 429);
     assert_eq!(
         limited.header_all("ratelimit"),
-        vec![r#""second";r=0;t=1, "first";r=3;t=1"#]
+        vec![r#""second";r=0;t=1"#, r#""first";r=3;t=1"#]
     );
     assert_eq!(
         limited.header_all("ratelimit-policy"),
-        vec![r#""second";q=1;w=1, "first";q=5;w=5"#]
+        vec![r#""second";q=1;w=1"#, r#""first";q=5;w=5"#]
     );
+}
+
+#[test]
+fn a_policy_that_limits_itself_lists_its_member_once_on_its_own_reply() {
+    let only = limit_config("default/only", RateLimit::new(1, 1));
+    let mut host = filter_host(&[only], 1);
+    assert_eq!(host.http_stream(Request::get("/")).unwrap().status, 200);
+    let limited = host.http_stream(Request::get("/")).unwrap();
+    assert_eq!((limited.status, limited.local), (429, true));
+    assert_eq!(limited.header_all("ratelimit"), vec![r#""only";r=0;t=1"#]);
+    assert_eq!(
+        limited.header_all("ratelimit-policy"),
+        vec![r#""only";q=1;w=1"#]
+    );
+    assert_eq!(limited.header_all("retry-after"), vec!["1"]);
 }
 
 #[test]
@@ -105,10 +130,10 @@ fn dry_run_admits_everything_and_counts_would_be_limited_requests() {
         vec![r#""dry";r=0;t=1"#]
     );
     assert!(responses.iter().all(|r| r.header("retry-after").is_none()));
-    assert_eq!(counter(&host, policy, "dry_run_limited"), 3);
-    assert_eq!(counter(&host, policy, "allowed"), 2);
-    assert_eq!(counter(&host, policy, "limited"), 0);
-    assert_eq!(counter(&host, policy, "requests"), 5);
+    assert_eq!(counter(&mut host, policy, "dry_run_limited"), 3);
+    assert_eq!(counter(&mut host, policy, "allowed"), 2);
+    assert_eq!(counter(&mut host, policy, "limited"), 0);
+    assert_eq!(counter(&mut host, policy, "requests"), 5);
 }
 
 #[test]

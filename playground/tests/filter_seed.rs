@@ -148,9 +148,9 @@ fn seed_scenario_admits_burst_then_limits_with_retry_after_then_recovers_after_o
     assert_eq!(fourth.header_all("ratelimit"), vec![r#""httpbin";r=1;t=1"#]);
     assert_seed_headers_once(&fourth);
 
-    assert_eq!(common::counter(&host, "default/httpbin", "requests"), 4);
-    assert_eq!(common::counter(&host, "default/httpbin", "allowed"), 3);
-    assert_eq!(common::counter(&host, "default/httpbin", "limited"), 1);
+    assert_eq!(common::counter(&mut host, "default/httpbin", "requests"), 4);
+    assert_eq!(common::counter(&mut host, "default/httpbin", "allowed"), 3);
+    assert_eq!(common::counter(&mut host, "default/httpbin", "limited"), 1);
 }
 
 #[test]
@@ -293,7 +293,7 @@ fn configure(json: &str) -> Error {
 fn a_bad_config_is_refused_at_configure_time_with_a_log_line_naming_the_field() {
     // Hand-written on purpose: the typed builder cannot express an invalid config.
     let bad = r#"{"policy":"default/bad","rateLimit":{"tokensPerSecond":2,"burst":0}}"#;
-    let Error::Configure { plugin, logs } = configure(bad) else {
+    let Error::Configure { plugin, logs, .. } = configure(bad) else {
         panic!("expected Configure")
     };
     assert_eq!(plugin, "default.bad");

@@ -3,11 +3,14 @@
 //! [`PluginConfig`] is the JSON the operator writes into `WasmPlugin.spec.pluginConfig` and the
 //! filter reads once in `on_configure`. It is camelCase, rejects unknown fields (a typo must not
 //! silently drop a limit), and is checked by [`PluginConfig::validate`], whose errors name the
-//! field and the rule. This crate has no kube, tokio or proxy-wasm dependency and builds for
+//! field and the rule. It carries a contract version ([`CONTRACT_VERSION`], an optional
+//! top-level `version`, absent = 1): a filter refuses a configuration newer than it reads with
+//! [`ConfigError::NewerVersion`], which tells to upgrade the filter. This crate has no kube, tokio or proxy-wasm dependency and builds for
 //! native targets and for `wasm32-wasip1`.
 #![forbid(unsafe_code)]
 
 mod rules;
+mod version;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +18,7 @@ pub use rules::{
     MAX_BODY_BYTES, MAX_BURST, MAX_HEADER_VALUE_BYTES, MAX_HEADERS, MAX_MAX_KEYS, MAX_POLICY_BYTES,
     MAX_TOKENS_PER_SECOND, MIN_MAX_KEYS, check_header_name, check_header_value, check_policy,
 };
+pub use version::CONTRACT_VERSION;
 
 /// Keyed buckets tracked per policy per proxy when `maxKeys` is not set.
 pub const DEFAULT_MAX_KEYS: u32 = 10_000;
@@ -23,9 +27,11 @@ pub const DEFAULT_STATUS_CODE: u16 = 429;
 /// Body of a limited response when `body` is not set.
 pub const DEFAULT_BODY: &str = "rate limited\n";
 
-/// The whole filter configuration for one HeaderRateLimit.
+/// The whole filter configuration for one HeaderRateLimit. Read through the wire form (the
+/// same fields plus `version`, unknown fields refused); written without `version` while it is
+/// the first one, so filters older than the `version` field read it too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", try_from = "version::Wire")]
 pub struct PluginConfig {
     /// The owning HeaderRateLimit as `namespace/name`; scopes shared data, metrics and logs.
     pub policy: String,
@@ -176,17 +182,38 @@ pub enum ConfigError {
     /// Well-formed, but a field breaks a rule.
     #[error("pluginConfig is not valid: {0}")]
     Invalid(#[from] Invalid),
+    /// Written for a newer contract than this crate reads (an operator ahead of the filter).
+    #[error(
+        "pluginConfig is contract version {found}, newer than version {supported} that this \
+         filter reads: upgrade the filter image to the operator's release{}",
+        version::Detail(detail.as_deref(), *supported)
+    )]
+    NewerVersion {
+        /// The configuration's `version`.
+        found: u32,
+        /// [`CONTRACT_VERSION`] of this build.
+        supported: u32,
+        /// Why it does not parse as the supported version either, if it does not.
+        detail: Option<String>,
+    },
 }
 
 impl PluginConfig {
-    /// Parses and validates the JSON the proxy hands the filter.
+    /// Parses and validates the JSON the proxy hands the filter. A `version` newer than
+    /// [`CONTRACT_VERSION`] is [`ConfigError::NewerVersion`], before any other error.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let config: Self = serde_json::from_slice(bytes)?;
+        let config = version::parse(bytes)?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Validates, then renders the JSON the operator writes into `pluginConfig`.
+    /// The contract version of this configuration: the oldest that reads every field it uses.
+    pub fn version(&self) -> u32 {
+        version::FIRST_VERSION
+    }
+
+    /// Validates, then renders the JSON the operator writes into `pluginConfig` (`version` is
+    /// absent while it is the first one).
     pub fn to_json(&self) -> Result<String, ConfigError> {
         self.validate()?;
         Ok(serde_json::to_string(self)?)

@@ -6,6 +6,7 @@ use crate::abi::{Pairs, buffer_type, map_type, pairs_size, status, text, write_p
 use crate::guest::{Ctx, copy_exact, return_bytes, slice, with_memory};
 use crate::header_map::HeaderMap;
 use crate::http::parse_status;
+use crate::local_reply::MAX_KNOWN_GRPC_STATUS;
 use crate::state::{StreamData, VmState};
 
 pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
@@ -318,7 +319,7 @@ fn send_local_response(
     body_size: u32,
     headers_ptr: u32,
     headers_size: u32,
-    _grpc_status: i32,
+    grpc_status: i32,
 ) -> Result<u32> {
     with_memory(&mut caller, |data, state| {
         let Some(body) = slice(data, body_ptr, body_size) else {
@@ -341,6 +342,9 @@ fn send_local_response(
                 reply.body.extend_from_slice(body);
                 reply.headers.clear();
                 headers.for_each(|name, value| reply.headers.add(name, value));
+                reply.grpc_status = u32::try_from(grpc_status)
+                    .ok()
+                    .filter(|_| grpc_status <= MAX_KNOWN_GRPC_STATUS);
             }
         }
         status::OK

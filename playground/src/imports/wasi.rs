@@ -16,6 +16,9 @@ const ERRNO_SUCCESS: u32 = 0;
 const ERRNO_BADF: u32 = 8;
 const ERRNO_FAULT: u32 = 21;
 const ERRNO_INVAL: u32 = 28;
+const ERRNO_NOTSUP: u32 = 58;
+const CLOCK_REALTIME: u32 = 0;
+const CLOCK_MONOTONIC: u32 = 1;
 const WASI: &str = "wasi_snapshot_preview1";
 
 /// A module called `proc_exit`: its VM is finished (Envoy fails the VM too).
@@ -99,15 +102,22 @@ fn fd_write(
     })
 }
 
+/// proxy-wasm-cpp-host's `wasi_unstable_clock_time_get`: realtime is the host's wall clock,
+/// monotonic its steady clock (Envoy: `getMonotonicTimeNanoseconds`), CPU-time clocks are
+/// `ENOTSUP`.
 fn clock_time_get(
     mut caller: Ctx<'_>,
-    _clock_id: u32,
+    clock_id: u32,
     _precision: u64,
     time_ptr: u32,
 ) -> Result<u32> {
     with_memory(&mut caller, |data, state| {
-        // Realtime and monotonic both follow the host clock, so tests drive both.
-        let now = state.shared.clock().now_nanos();
+        let clock = state.shared.clock();
+        let now = match clock_id {
+            CLOCK_REALTIME => clock.now_nanos(),
+            CLOCK_MONOTONIC => clock.monotonic_nanos(),
+            _ => return ERRNO_NOTSUP,
+        };
         if put_u64(data, time_ptr, now) {
             ERRNO_SUCCESS
         } else {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::{Instance, InstancePre, Store, TypedFunc, WasmParams, WasmResults};
+use wasmtime::{CallHook, Instance, InstancePre, Store, TypedFunc, WasmParams, WasmResults};
 
 use crate::abi::LogLevel;
 use crate::error::Error;
@@ -65,6 +65,8 @@ pub struct Worker {
     /// The last finished stream's buffers, reused by the next stream.
     spare: Option<Box<StreamData>>,
     failed: bool,
+    /// Host calls are counted (see [`Worker::host_calls`]).
+    counting: bool,
 }
 
 impl std::fmt::Debug for Worker {
@@ -83,8 +85,18 @@ impl Worker {
         pre: &InstancePre<VmState>,
         shared: Arc<Shared>,
         plugins: Arc<[PluginInfo]>,
+        count_host_calls: bool,
     ) -> Result<Worker, Error> {
         let mut store = Store::new(&module.engine, VmState::new(index, shared, plugins));
+        if count_host_calls {
+            store.call_hook(|mut store, hook| {
+                if matches!(hook, CallHook::CallingHost) {
+                    let state = store.data_mut();
+                    state.host_calls = state.host_calls.wrapping_add(1);
+                }
+                Ok(())
+            });
+        }
         if module.metered {
             store
                 .set_fuel(u64::MAX)
@@ -133,6 +145,7 @@ impl Worker {
             parked: HashMap::new(),
             spare: None,
             failed: false,
+            counting: count_host_calls,
         };
         let plugins = Arc::clone(&worker.store.data().plugins);
         for (plugin, info) in plugins.iter().enumerate() {
@@ -163,6 +176,7 @@ impl Worker {
             return Err(Error::Configure {
                 plugin: info.name.clone(),
                 logs,
+                metrics: self.shared().metrics(),
             });
         }
         Ok(())
@@ -256,6 +270,12 @@ impl Worker {
     /// was compiled with [`Module::compile_metered`].
     pub fn fuel_consumed(&self) -> Option<u64> {
         self.store.get_fuel().ok().map(|left| u64::MAX - left)
+    }
+
+    /// Calls from the module into the host so far (proxy-wasm and WASI imports); `None` unless
+    /// the host was built with [`HostBuilder::count_host_calls`](crate::HostBuilder::count_host_calls).
+    pub fn host_calls(&self) -> Option<u64> {
+        self.counting.then_some(self.store.data().host_calls)
     }
 
     /// The shortest tick period any plugin asked for with `proxy_set_tick_period_milliseconds`.

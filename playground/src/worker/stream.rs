@@ -113,6 +113,7 @@ impl Worker {
         for plugin in 0..self.roots.len() {
             let context = self.context(plugin)?;
             self.activate(context, plugin);
+            self.stream()?.check_grpc();
             let headers = len32(self.stream()?.request_headers.len());
             let args = (context, headers, eos);
             let action = self.invoke(|c| &c.request_headers, "proxy_on_request_headers", args)?;

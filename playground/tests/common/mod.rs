@@ -99,8 +99,10 @@ pub fn filter_host(configs: &[PluginConfig], workers: usize) -> Host {
         .unwrap_or_else(|e| panic!("filter host starts: {e}"))
 }
 
-/// The metric `hrl.<namespace>.<name>.<counter>` of a policy, 0 when never defined.
-pub fn counter(host: &Host, policy: &str, counter: &str) -> u64 {
+/// The metric `hrl.<namespace>.<name>.<counter>` of a policy once every worker has ticked
+/// (the filter hands its counts to the host on a tick), 0 when never defined.
+pub fn counter(host: &mut Host, policy: &str, counter: &str) -> u64 {
+    host.tick().unwrap_or_else(|e| panic!("tick: {e}"));
     host.metric(&format!("hrl.{}.{counter}", policy.replace('/', ".")))
         .unwrap_or(0)
 }
