@@ -9,11 +9,13 @@
 //! native targets and for `wasm32-wasip1`.
 #![forbid(unsafe_code)]
 
+mod rate;
 mod rules;
 mod version;
 
 use serde::{Deserialize, Serialize};
 
+pub use rate::{MAX_PERIOD_SECONDS, MAX_TOKENS, MIN_PERIOD_SECONDS};
 pub use rules::{
     MAX_BODY_BYTES, MAX_BURST, MAX_HEADER_VALUE_BYTES, MAX_HEADERS, MAX_MAX_KEYS, MAX_POLICY_BYTES,
     MAX_TOKENS_PER_SECOND, MIN_MAX_KEYS, check_header_name, check_header_value, check_policy,
@@ -28,9 +30,10 @@ pub const DEFAULT_STATUS_CODE: u16 = 429;
 pub const DEFAULT_BODY: &str = "rate limited\n";
 
 /// The whole filter configuration for one HeaderRateLimit. Read through the wire form (the
-/// same fields plus `version`, unknown fields refused); written without `version` while it is
-/// the first one, so filters older than the `version` field read it too.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// same fields plus `version`, unknown fields refused); written with `version` only when
+/// [`PluginConfig::version`] is above 1, so filters older than the `version` field read every
+/// configuration they can.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", try_from = "version::Wire")]
 pub struct PluginConfig {
     /// The owning HeaderRateLimit as `namespace/name`; scopes shared data, metrics and logs.
@@ -66,12 +69,16 @@ impl Header {
     }
 }
 
-/// A token bucket: `burst` tokens of capacity, refilled continuously at `tokensPerSecond`.
+/// A token bucket: `burst` tokens of capacity, refilled continuously at `tokens` per
+/// `period_seconds`. On the wire a 1 s period is `"tokensPerSecond": N` (contract 1) and any
+/// other is `"tokens": N, "periodSeconds": P` (contract 2); exactly one form is read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(try_from = "rate::Wire", into = "rate::Wire")]
 pub struct RateLimit {
-    /// Refill rate in tokens per second (at least 1).
-    pub tokens_per_second: u32,
+    /// Tokens added per period (at least 1).
+    pub tokens: u32,
+    /// The period `tokens` refill over, in seconds (1..=86400).
+    pub period_seconds: u32,
     /// Bucket capacity: the largest burst admitted at once (at least 1).
     pub burst: u32,
     /// What separates one bucket from another.
@@ -98,10 +105,18 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// A bucket with the given rate and burst and every other field at its default.
+    /// A bucket refilled at `tokens_per_second` (a 1 s period) with this burst and every other
+    /// field at its default.
     pub fn new(tokens_per_second: u32, burst: u32) -> Self {
+        Self::per_period(tokens_per_second, 1, burst)
+    }
+
+    /// A bucket refilled at `tokens` per `period_seconds` with this burst and every other field
+    /// at its default.
+    pub fn per_period(tokens: u32, period_seconds: u32, burst: u32) -> Self {
         Self {
-            tokens_per_second,
+            tokens,
+            period_seconds,
             burst,
             key: Key::None,
             max_keys: DEFAULT_MAX_KEYS,
@@ -207,9 +222,13 @@ impl PluginConfig {
         Ok(config)
     }
 
-    /// The contract version of this configuration: the oldest that reads every field it uses.
+    /// The contract version of this configuration: the oldest that reads every field it uses
+    /// (2 for a period other than 1 s, else 1).
     pub fn version(&self) -> u32 {
-        version::FIRST_VERSION
+        match &self.rate_limit {
+            Some(limit) if limit.period_seconds != 1 => version::PERIOD_VERSION,
+            _ => version::FIRST_VERSION,
+        }
     }
 
     /// Validates, then renders the JSON the operator writes into `pluginConfig` (`version` is

@@ -1,7 +1,10 @@
 //! The validation rules of a pluginConfig, one function each so the operator can apply the
 //! same rules under its own field paths.
 
-use crate::{Header, Invalid, Key, PluginConfig, RateLimit};
+use crate::{
+    Header, Invalid, Key, MAX_PERIOD_SECONDS, MAX_TOKENS, MIN_PERIOD_SECONDS, PluginConfig,
+    RateLimit,
+};
 
 /// Most headers in any one list (`responseHeaders`, `removeResponseHeaders`, `rateLimit.headers`).
 pub const MAX_HEADERS: usize = 64;
@@ -15,7 +18,7 @@ pub const MAX_POLICY_BYTES: usize = 63 + 1 + 253;
 pub const MIN_MAX_KEYS: u32 = 1;
 /// Most keyed buckets a policy may keep per proxy (bounds shared-data memory).
 pub const MAX_MAX_KEYS: u32 = 1_000_000;
-/// Highest refill rate.
+/// Highest refill rate, in tokens per second (`tokens / periodSeconds` for the general form).
 pub const MAX_TOKENS_PER_SECOND: u32 = 1_000_000;
 /// Largest bucket capacity.
 pub const MAX_BURST: u32 = 10_000_000;
@@ -153,12 +156,7 @@ fn check_removed(config: &PluginConfig) -> Result<(), Invalid> {
 }
 
 fn check_rate_limit(limit: &RateLimit) -> Result<(), Invalid> {
-    in_range(
-        "rateLimit.tokensPerSecond",
-        limit.tokens_per_second,
-        1,
-        MAX_TOKENS_PER_SECOND,
-    )?;
+    check_rate(limit.tokens, limit.period_seconds)?;
     in_range("rateLimit.burst", limit.burst, 1, MAX_BURST)?;
     in_range(
         "rateLimit.maxKeys",
@@ -182,6 +180,32 @@ fn check_rate_limit(limit: &RateLimit) -> Result<(), Invalid> {
         check_header_name(name).map_err(|rule| Invalid::new("rateLimit.key.header", rule))?;
     }
     check_headers("rateLimit.headers", &limit.headers)
+}
+
+/// The rate rules, under the field names of the wire form the rate is written in.
+fn check_rate(tokens: u32, period_seconds: u32) -> Result<(), Invalid> {
+    if period_seconds == 1 {
+        return in_range(
+            "rateLimit.tokensPerSecond",
+            tokens,
+            1,
+            MAX_TOKENS_PER_SECOND,
+        );
+    }
+    in_range(
+        "rateLimit.periodSeconds",
+        period_seconds,
+        MIN_PERIOD_SECONDS,
+        MAX_PERIOD_SECONDS,
+    )?;
+    in_range("rateLimit.tokens", tokens, 1, MAX_TOKENS)?;
+    if u64::from(tokens) > u64::from(MAX_TOKENS_PER_SECOND) * u64::from(period_seconds) {
+        return Err(Invalid::new(
+            "rateLimit.tokens",
+            "must be at most 1000000 per second (tokens / periodSeconds)",
+        ));
+    }
+    Ok(())
 }
 
 fn in_range(field: &str, value: u32, min: u32, max: u32) -> Result<(), Invalid> {

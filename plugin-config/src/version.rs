@@ -1,7 +1,7 @@
 //! The contract version on the wire: an optional top-level `version` (absent = 1), read before
 //! anything else so a configuration from a newer operator is refused for what it is.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{ConfigError, Header, Invalid, PluginConfig, RateLimit};
 
@@ -9,11 +9,44 @@ use crate::{ConfigError, Header, Invalid, PluginConfig, RateLimit};
 /// configurations of this version and older, and refuses newer ones with
 /// [`ConfigError::NewerVersion`]. Bump it with any change an older filter cannot read (a new
 /// field: unknown fields are refused), and write `version` from then on.
-pub const CONTRACT_VERSION: u32 = 1;
+///
+/// 1: the first contract. 2: `rateLimit.tokens` + `rateLimit.periodSeconds`.
+pub const CONTRACT_VERSION: u32 = 2;
 
 /// The version a configuration without `version` has. Written as absent, so filters older
 /// than the `version` field itself (which refuse unknown fields) still read it.
 pub(crate) const FIRST_VERSION: u32 = 1;
+/// The version that reads `rateLimit.tokens` + `rateLimit.periodSeconds`.
+pub(crate) const PERIOD_VERSION: u32 = 2;
+
+/// [`PluginConfig`] as it is written: `version` first, and only when it is not the first.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Out<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<u32>,
+    policy: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    response_headers: &'a [Header],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    remove_response_headers: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit: &'a Option<RateLimit>,
+}
+
+impl Serialize for PluginConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let version = self.version();
+        Out {
+            version: (version != FIRST_VERSION).then_some(version),
+            policy: &self.policy,
+            response_headers: &self.response_headers,
+            remove_response_headers: &self.remove_response_headers,
+            rate_limit: &self.rate_limit,
+        }
+        .serialize(serializer)
+    }
+}
 
 /// [`PluginConfig`] as it is read: the same fields plus `version`.
 #[derive(Deserialize)]
@@ -31,11 +64,11 @@ pub(crate) struct Wire {
 }
 
 impl Wire {
-    /// The configuration, if this crate reads its version.
-    fn into_config(self) -> Result<PluginConfig, ConfigError> {
+    /// The configuration, if a reader of contract `supported` reads its version.
+    fn into_config(self, supported: u32) -> Result<PluginConfig, ConfigError> {
         match self.version.unwrap_or(FIRST_VERSION) {
             0 => Err(Invalid::new("version", "must be at least 1").into()),
-            found if found > CONTRACT_VERSION => Err(newer(found, None)),
+            found if found > supported => Err(newer(found, supported, None)),
             _ => Ok(PluginConfig {
                 policy: self.policy,
                 response_headers: self.response_headers,
@@ -50,7 +83,7 @@ impl TryFrom<Wire> for PluginConfig {
     type Error = ConfigError;
 
     fn try_from(wire: Wire) -> Result<Self, ConfigError> {
-        wire.into_config()
+        wire.into_config(CONTRACT_VERSION)
     }
 }
 
@@ -67,10 +100,10 @@ impl core::fmt::Display for Detail<'_> {
     }
 }
 
-fn newer(found: u32, detail: Option<String>) -> ConfigError {
+fn newer(found: u32, supported: u32, detail: Option<String>) -> ConfigError {
     ConfigError::NewerVersion {
         found,
-        supported: CONTRACT_VERSION,
+        supported,
         detail,
     }
 }
@@ -78,10 +111,18 @@ fn newer(found: u32, detail: Option<String>) -> ConfigError {
 /// Parses the JSON; a version newer than [`CONTRACT_VERSION`] is reported first, with what
 /// else failed as its detail (a newer contract's fields are what this reader calls unknown).
 pub(crate) fn parse(bytes: &[u8]) -> Result<PluginConfig, ConfigError> {
+    parse_as(bytes, CONTRACT_VERSION)
+}
+
+/// [`parse`] as a reader of contract `supported` decides on the version (the tests use it to
+/// show what an older filter does with a newer configuration).
+pub(crate) fn parse_as(bytes: &[u8], supported: u32) -> Result<PluginConfig, ConfigError> {
     match serde_json::from_slice::<Wire>(bytes) {
-        Ok(wire) => wire.into_config(),
+        Ok(wire) => wire.into_config(supported),
         Err(error) => match top_level_version(bytes) {
-            Some(found) if found > CONTRACT_VERSION => Err(newer(found, Some(error.to_string()))),
+            Some(found) if found > supported => {
+                Err(newer(found, supported, Some(error.to_string())))
+            }
             _ => Err(error.into()),
         },
     }
@@ -141,4 +182,50 @@ fn leading_u32(bytes: &[u8]) -> Option<u32> {
         value = Some(value.unwrap_or(0).checked_mul(10)?.checked_add(digit)?);
     }
     value
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn a_contract_one_reader_refuses_a_period_config_and_reads_a_per_second_one() {
+        let per_minute = PluginConfig {
+            policy: "default/login".into(),
+            response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
+            rate_limit: Some(RateLimit::per_period(5, 60, 5)),
+        };
+        let json = per_minute.to_json().unwrap();
+        let error = parse_as(json.as_bytes(), FIRST_VERSION).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ConfigError::NewerVersion {
+                    found: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().starts_with(
+                "pluginConfig is contract version 2, newer than version 1 that this filter \
+                 reads: upgrade the filter image"
+            ),
+            "{error}"
+        );
+        let per_second = PluginConfig {
+            rate_limit: Some(RateLimit::new(5, 5)),
+            ..per_minute
+        };
+        let json = per_second.to_json().unwrap();
+        assert_eq!(
+            parse_as(json.as_bytes(), FIRST_VERSION).unwrap(),
+            per_second
+        );
+    }
 }

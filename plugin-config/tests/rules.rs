@@ -217,14 +217,14 @@ fn a_header_both_set_and_removed_is_rejected() {
 #[test]
 fn zero_tokens_per_second_is_rejected() {
     let mut c = base();
-    limit(&mut c).tokens_per_second = 0;
+    limit(&mut c).tokens = 0;
     rejects(c, "rateLimit.tokensPerSecond", "at least 1");
 }
 
 #[test]
 fn tokens_per_second_above_the_maximum_is_rejected() {
     let mut c = base();
-    limit(&mut c).tokens_per_second = 1_000_001;
+    limit(&mut c).tokens = 1_000_001;
     rejects(c, "rateLimit.tokensPerSecond", "at most 1000000");
 }
 

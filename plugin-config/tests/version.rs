@@ -12,8 +12,8 @@ fn parse(json: &str) -> Result<PluginConfig, ConfigError> {
 }
 
 #[test]
-fn the_current_contract_is_version_one() {
-    assert_eq!(CONTRACT_VERSION, 1);
+fn the_current_contract_is_version_two() {
+    assert_eq!(CONTRACT_VERSION, 2);
 }
 
 #[test]
@@ -41,13 +41,13 @@ fn version_one_is_not_written_so_filters_without_the_field_still_read_it() {
 
 #[test]
 fn a_newer_version_is_refused_naming_both_versions_and_the_upgrade() {
-    let error = parse(&format!(r#"{{"version":2,{MINIMAL}}}"#)).unwrap_err();
+    let error = parse(&format!(r#"{{"version":3,{MINIMAL}}}"#)).unwrap_err();
     assert!(
         matches!(
             error,
             ConfigError::NewerVersion {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 detail: None
             }
         ),
@@ -55,7 +55,7 @@ fn a_newer_version_is_refused_naming_both_versions_and_the_upgrade() {
     );
     assert_eq!(
         error.to_string(),
-        "pluginConfig is contract version 2, newer than version 1 that this filter reads: \
+        "pluginConfig is contract version 3, newer than version 2 that this filter reads: \
          upgrade the filter image to the operator's release"
     );
 }
@@ -67,7 +67,7 @@ fn a_newer_version_with_fields_this_reader_does_not_know_leads_with_the_version(
     let message = error.to_string();
     assert!(
         message.starts_with(
-            "pluginConfig is contract version 7, newer than version 1 that this filter reads: \
+            "pluginConfig is contract version 7, newer than version 2 that this filter reads: \
              upgrade the filter image"
         ),
         "{message}"
