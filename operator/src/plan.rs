@@ -256,7 +256,8 @@ fn rate_limit(spec: &RateLimitSpec) -> Result<RateLimit, InvalidSpec> {
         },
     };
     Ok(RateLimit {
-        tokens_per_second,
+        tokens: tokens_per_second,
+        period_seconds: 1,
         burst,
         key,
         max_keys,
