@@ -1,8 +1,12 @@
 //! Token bucket maths and the bucket's shared-data encoding. Pure: time is passed in.
 //!
-//! Tokens are kept in nano-tokens (one token = 10^9 units): at `R` tokens per second the bucket
-//! gains exactly `R` units per nanosecond, so refill is exact integer maths however small the
-//! steps between requests are.
+//! Tokens are kept in nano-tokens (one token = 10^9 units): at `T` tokens per `P` seconds the
+//! bucket gains exactly `T` units per `P` nanoseconds (a quantum). Refill credits whole quanta
+//! and moves the bucket's timestamp by exactly the quanta credited, so the sub-quantum remainder
+//! (under `P` ns, at most 86.4 us) carries over to the next refill: exact integer maths however
+//! small the steps between requests are, with no drift. For `P` = 1 a quantum is 1 ns.
+
+use core::num::NonZeroU64;
 
 /// Units in one token.
 pub const NANOS_PER_TOKEN: u64 = 1_000_000_000;
@@ -20,27 +24,37 @@ pub const ENCODED_LEN: usize = 17;
 /// Refill rate and capacity of a bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
-    per_second: u64,
+    /// Units (nano-tokens) added per quantum: the configured `tokens`.
+    per_quantum: u64,
+    /// Nanoseconds per quantum: the configured `periodSeconds`.
+    quantum_ns: NonZeroU64,
     burst: u64,
     /// `burst * NANOS_PER_TOKEN`, computed once (it is needed several times per request).
     capacity: u64,
-    /// Nanoseconds after which an empty bucket is full again: `ceil(capacity / per_second)`.
-    /// Refill below this needs no overflow check (`elapsed * per_second < capacity`).
-    fill_ns: u64,
+    /// Quanta after which an empty bucket is full again: `ceil(capacity / per_quantum)`.
+    /// Refill below this needs no overflow check (`quanta * per_quantum < capacity`).
+    fill_quanta: u64,
 }
 
 impl Rate {
     /// A rate of `tokens_per_second` with capacity `burst`; zeros (rejected by validation) become 1.
     pub fn new(tokens_per_second: u32, burst: u32) -> Rate {
-        let per_second = u64::from(tokens_per_second.max(1));
+        Rate::per_period(tokens_per_second, 1, burst)
+    }
+
+    /// A rate of `tokens` per `period_seconds` with capacity `burst`; zeros (rejected by
+    /// validation) become 1.
+    pub fn per_period(tokens: u32, period_seconds: u32, burst: u32) -> Rate {
+        let per_quantum = u64::from(tokens.max(1));
         let burst = u64::from(burst.max(1));
         // `u32::MAX * 10^9` fits in u64.
         let capacity = burst.saturating_mul(NANOS_PER_TOKEN);
         Rate {
-            per_second,
+            per_quantum,
+            quantum_ns: NonZeroU64::new(u64::from(period_seconds)).unwrap_or(NonZeroU64::MIN),
             burst,
             capacity,
-            fill_ns: capacity.div_ceil(per_second),
+            fill_quanta: capacity.div_ceil(per_quantum),
         }
     }
 
@@ -55,9 +69,14 @@ impl Rate {
         self.capacity
     }
 
-    /// Seconds an empty bucket needs to refill completely, at least 1 (`w`).
+    /// Seconds an empty bucket needs to refill completely, at least 1 (`w`):
+    /// `ceil(burst * period / tokens)`, the period itself when `burst == tokens`.
     pub fn window_seconds(&self) -> u64 {
-        self.burst.div_ceil(self.per_second).max(1)
+        // burst <= u32::MAX and period <= u32::MAX: the product fits in u64.
+        self.burst
+            .saturating_mul(self.quantum_ns.get())
+            .div_ceil(self.per_quantum)
+            .max(1)
     }
 }
 
@@ -106,19 +125,34 @@ impl Bucket {
                 },
             };
         };
-        // `elapsed * per_second`, saturating, is at least `capacity` from `fill_ns` on, and the
-        // level is capped at `capacity` anyway: the same result without a 64x64-bit overflow
-        // check (a 128-bit multiply call in wasm32).
-        let tokens = if elapsed >= rate.fill_ns {
-            capacity
-        } else {
-            // elapsed < ceil(capacity / per_second), so elapsed * per_second < capacity: no wrap.
-            let added = elapsed.wrapping_mul(rate.per_second);
-            self.tokens.saturating_add(added).min(capacity)
-        };
+        // Whole quanta only; the timestamp advances by exactly the time credited, so the rest
+        // (under one quantum) is credited by a later refill and nothing is lost to rounding.
+        let quanta = elapsed / rate.quantum_ns;
+        // `quanta * per_quantum`, saturating, is at least `capacity` from `fill_quanta` on, and
+        // the level is capped at `capacity` anyway: the same result without a 64x64-bit
+        // overflow check (a 128-bit multiply call in wasm32). A full bucket has no remainder
+        // worth keeping: it is anchored to `now_ns`.
+        if quanta >= rate.fill_quanta {
+            return Bucket {
+                tokens: capacity,
+                updated_ns: now_ns,
+            };
+        }
+        // quanta < ceil(capacity / per_quantum), so quanta * per_quantum < capacity: no wrap;
+        // quanta * quantum_ns <= elapsed, so the new timestamp is at most `now_ns`.
+        let added = quanta.wrapping_mul(rate.per_quantum);
+        let tokens = self.tokens.saturating_add(added);
+        if tokens >= capacity {
+            return Bucket {
+                tokens: capacity,
+                updated_ns: now_ns,
+            };
+        }
         Bucket {
             tokens,
-            updated_ns: now_ns,
+            updated_ns: self
+                .updated_ns
+                .wrapping_add(quanta.wrapping_mul(rate.quantum_ns.get())),
         }
     }
 
@@ -163,7 +197,13 @@ impl Bucket {
             return 0;
         }
         let missing = NANOS_PER_TOKEN.saturating_sub(self.tokens % NANOS_PER_TOKEN);
-        let nanos = missing.div_ceil(rate.per_second);
+        // Whole quanta until `missing` units accrue, counted from the bucket's timestamp, which
+        // is less than one quantum before the time the bucket was computed for (see
+        // `refilled`). At most 10^9 quanta of at most u32::MAX ns: the product fits in u64, so
+        // no overflow check (a 128-bit multiply call in wasm32, per request).
+        let nanos = missing
+            .div_ceil(rate.per_quantum)
+            .wrapping_mul(rate.quantum_ns.get());
         nanos.div_ceil(NANOS_PER_SECOND)
     }
 
@@ -369,30 +409,34 @@ mod tests {
         // The plain definition `refilled` must agree with (it skips the overflow check).
         let reference = |rate: &Rate, tokens: u64, elapsed: u64| {
             tokens
-                .saturating_add(elapsed.saturating_mul(rate.per_second))
+                .saturating_add((elapsed / rate.quantum_ns.get()).saturating_mul(rate.per_quantum))
                 .min(rate.capacity())
         };
-        for (per_second, burst) in [
-            (1, 1),
-            (2, 2),
-            (3, 10),
-            (7, 1),
-            (1000, 3),
-            (u32::MAX, 1),
-            (1, u32::MAX),
-            (u32::MAX, u32::MAX),
+        for (per_second, burst, period) in [
+            (1, 1, 1),
+            (2, 2, 1),
+            (3, 10, 1),
+            (7, 1, 1),
+            (1000, 3, 1),
+            (u32::MAX, 1, 1),
+            (1, u32::MAX, 1),
+            (u32::MAX, u32::MAX, 1),
+            (5, 5, 60),
+            (7, 3, 86_400),
+            (1, u32::MAX, 86_400),
+            (10_000_000, 10_000_000, 3600),
         ] {
-            let rate = Rate::new(per_second, burst);
+            let rate = Rate::per_period(per_second, period, burst);
             assert_eq!(rate.capacity(), u64::from(burst) * NANOS_PER_TOKEN);
             for tokens in [0, 1, NANOS_PER_TOKEN - 1, rate.capacity(), u64::MAX] {
-                let fill = rate.fill_ns;
+                let fill = rate.fill_quanta.saturating_mul(rate.quantum_ns.get());
                 for elapsed in [
                     0,
                     1,
                     fill.saturating_sub(2),
                     fill - 1,
                     fill,
-                    fill + 1,
+                    fill.saturating_add(1),
                     u64::MAX / 2,
                     u64::MAX,
                 ] {
@@ -403,7 +447,7 @@ mod tests {
                     assert_eq!(
                         bucket.refilled(&rate, elapsed).tokens,
                         reference(&rate, tokens, elapsed),
-                        "rate {per_second}/s burst {burst}, tokens {tokens}, elapsed {elapsed}"
+                        "rate {per_second}/{period}s burst {burst}, tokens {tokens}, elapsed {elapsed}"
                     );
                 }
             }
@@ -474,3 +518,7 @@ mod tests {
         assert_eq!(Bucket::decode(&other_version), None);
     }
 }
+
+#[cfg(test)]
+#[path = "limiter_period_tests.rs"]
+mod period_tests;

@@ -137,7 +137,7 @@ impl Policy {
                 .collect::<Vec<_>>()
         };
         let limit = config.rate_limit.as_ref().map(|rl| {
-            let rate = Rate::new(rl.tokens_per_second, rl.burst);
+            let rate = Rate::per_period(rl.tokens, rl.period_seconds, rl.burst);
             let family = match rl.rate_limit_headers {
                 RateLimitHeaders::Ietf => Family::Ietf,
                 RateLimitHeaders::Draft03 => Family::Draft03,

@@ -31,11 +31,11 @@ const MINIMAL: &str = r#""policy":"default/skew","rateLimit":{"tokensPerSecond":
 
 #[test]
 fn a_config_from_a_newer_operator_is_refused_with_one_line_naming_both_versions() {
-    let (logs, metrics) = refused(&format!(r#"{{"version":2,{MINIMAL}}}"#));
+    let (logs, metrics) = refused(&format!(r#"{{"version":3,{MINIMAL}}}"#));
     assert_eq!(
         logs,
         vec![
-            "error: hrl-filter: pluginConfig is contract version 2, newer than version 1 that this \
+            "error: hrl-filter: pluginConfig is contract version 3, newer than version 2 that this \
              filter reads: upgrade the filter image to the operator's release"
                 .to_string()
         ]
@@ -51,7 +51,7 @@ fn a_newer_config_with_fields_this_filter_does_not_know_leads_with_the_version()
     assert_eq!(logs.len(), 1, "{logs:?}");
     assert!(
         logs[0].starts_with(
-            "error: hrl-filter: pluginConfig is contract version 3, newer than version 1"
+            "error: hrl-filter: pluginConfig is contract version 3, newer than version 2"
         ),
         "{logs:?}"
     );

@@ -112,9 +112,13 @@ fn describe(config: &PluginConfig) -> String {
                 }
                 RateLimitHeaders::None => "no rate-limit headers",
             };
+            let rate = match limit.period_seconds {
+                1 => format!("{}/s", limit.tokens),
+                period => format!("{}/{period}s", limit.tokens),
+            };
             out.push_str(&format!(
-                "    rate limit    {}/s, burst {}, {key}\n",
-                limit.tokens_per_second, limit.burst
+                "    rate limit    {rate}, burst {}, {key}\n",
+                limit.burst
             ));
             out.push_str(&format!("    limit headers {headers}\n"));
             out.push_str(&format!(
