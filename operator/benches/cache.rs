@@ -148,6 +148,7 @@ fn served_hrl(template: &HeaderRateLimit, i: usize) -> Value {
     hrl.status = Some(HeaderRateLimitStatus {
         observed_generation: Some(1),
         wasm_plugin: Some(format!("hrl-web-{i}")),
+        rate: Some("10/s".into()),
         conditions: merge(&[], &desired(&Outcome::Applied, "hrl-web"), Some(1), &time),
     });
     let mut value = serde_json::to_value(&hrl).unwrap();

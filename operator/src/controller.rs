@@ -166,6 +166,7 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
             &planned.wasm_plugin_name,
             owned_exists(ctx, hrl, &namespace, &planned.wasm_plugin_name),
         ),
+        rate: planned.rate.clone(),
         conditions: conditions::merge(
             &previous.conditions,
             &desired,

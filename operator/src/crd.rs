@@ -40,7 +40,7 @@ pub const HEADER_VALUE_PATTERN: &str = r"^[^\x00-\x08\x0a-\x1f\x7f]*$";
     doc = "Response headers and token-bucket rate limits for the Istio workloads it selects; the operator turns each into one Istio WasmPlugin.",
     status = "HeaderRateLimitStatus",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Rate","type":"integer","description":"Tokens per second","jsonPath":".spec.rateLimit.tokensPerSecond"}"#,
+    printcolumn = r#"{"name":"Rate","type":"string","description":"Sustained rate: tokens per period, e.g. 2/s or 5/1m","jsonPath":".status.rate"}"#,
     printcolumn = r#"{"name":"Burst","type":"integer","description":"Bucket capacity (defaults to the rate)","jsonPath":".spec.rateLimit.burst"}"#,
     printcolumn = r#"{"name":"WasmPlugin","type":"string","jsonPath":".status.wasmPlugin"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
@@ -142,15 +142,37 @@ pub struct TargetRef {
 }
 
 /// The token bucket.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.tokensPerSecond) != (has(self.tokens) || has(self.per))").message("set either tokensPerSecond, or tokens and per"))]
+#[x_kube(validation = Rule::new("has(self.tokens) == has(self.per)").message("tokens and per go together"))]
+#[x_kube(validation = Rule::new("!has(self.per) || (duration(self.per) >= duration('1s') && duration(self.per) <= duration('24h'))").message("per must be between 1s and 24h"))]
+#[x_kube(validation = Rule::new("!has(self.tokens) || !has(self.per) || self.tokens <= 1000000 * duration(self.per).getSeconds()").message("tokens per per must be at most 1000000 per second"))]
 pub struct RateLimitSpec {
-    /// Tokens added to the bucket per second (the sustained request rate). At least 1.
+    /// Tokens added to the bucket per second (the sustained request rate), 1 to 1000000. Set
+    /// either this or tokens and per.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1_000_000))]
-    pub tokens_per_second: u32,
+    pub tokens_per_second: Option<u32>,
+
+    /// Tokens added to the bucket per period `per` (for example 5 per 1m, 1000 per 1h), 1 to
+    /// 10000000. The bucket refills continuously at tokens/per. Set with per, instead of
+    /// tokensPerSecond.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10_000_000))]
+    pub tokens: Option<u32>,
+
+    /// The period of tokens, a duration of whole seconds such as 30s, 1m, 1h or 1h30m, from 1s
+    /// to 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 2, max = 16),
+        regex(pattern = r"^([0-9]{1,5}(h|m|s)){1,3}$")
+    )]
+    pub per: Option<String>,
 
     /// Bucket capacity: how many requests may pass at once after a quiet period. At least 1;
-    /// defaults to tokensPerSecond.
+    /// defaults to tokensPerSecond (or tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10_000_000))]
     pub burst: Option<u32>,
@@ -160,8 +182,8 @@ pub struct RateLimitSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<KeySpec>,
 
-    /// Most buckets one proxy keeps for a keyed limit (default 10000); further keys share one
-    /// overflow bucket.
+    /// Keys active at once that each get a bucket of their own, per proxy (default 10000);
+    /// room is kept for twice as many, and keys that find no room share one overflow bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1_000_000))]
     pub max_keys: Option<u32>,
@@ -273,6 +295,10 @@ pub struct HeaderRateLimitStatus {
     /// (for example an invalid spec) or the name is taken by someone else's WasmPlugin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wasm_plugin: Option<String>,
+    /// The rate as a person reads it: tokens per period, `2/s`, `5/1m`, `1000/1h` (absent
+    /// without a rate limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
     /// Accepted (the spec is valid), Programmed (the WasmPlugin is applied and matches the
     /// spec) and Ready (both).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -9,6 +9,7 @@ pub mod crd;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
+pub mod rate;
 pub mod rbac;
 pub mod render;
 pub mod report;

@@ -13,6 +13,7 @@ use hrl_operator::leader::{self, LeaderElector, stopped};
 use hrl_operator::metrics::{self, Metrics};
 use hrl_operator::plan::{DEFAULT_FILTER_URL, Settings};
 use hrl_operator::run::{RunConfig, run};
+use hrl_plugin_config::CONTRACT_VERSION;
 use kube::{Api, Client};
 use tokio::sync::watch;
 
@@ -52,6 +53,12 @@ struct FilterArgs {
     /// --allow-unpinned-filter.
     #[arg(long, env = "HRL_FILTER_SHA256", value_parser = parse_sha256)]
     filter_sha256: Option<String>,
+    /// The pluginConfig contract version the filter at --filter-url reads (its release's).
+    /// Policies that need a newer one are reported Accepted=False instead of being sent to a
+    /// filter that would refuse them.
+    #[arg(long, env = "HRL_FILTER_CONTRACT_VERSION", default_value_t = CONTRACT_VERSION,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    filter_contract_version: u32,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +111,7 @@ fn settings(filter: FilterArgs) -> Settings {
     Settings {
         filter_url: filter.filter_url,
         filter_sha256: filter.filter_sha256,
+        filter_contract: filter.filter_contract_version,
     }
 }
 

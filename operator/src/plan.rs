@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use hrl_plugin_config::{
-    DEFAULT_BODY, DEFAULT_MAX_KEYS, DEFAULT_STATUS_CODE, Header, Key, MAX_BODY_BYTES, MAX_BURST,
-    MAX_HEADERS, MAX_MAX_KEYS, MAX_TOKENS_PER_SECOND, MIN_MAX_KEYS, PluginConfig, RateLimit,
-    RateLimitHeaders, check_header_name, check_header_value,
+    CONTRACT_VERSION, DEFAULT_BODY, DEFAULT_MAX_KEYS, DEFAULT_STATUS_CODE, Header, Key,
+    MAX_BODY_BYTES, MAX_BURST, MAX_HEADERS, MAX_MAX_KEYS, MAX_TOKENS, MAX_TOKENS_PER_SECOND,
+    MIN_MAX_KEYS, PluginConfig, RateLimit, RateLimitHeaders, check_header_name, check_header_value,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
@@ -18,6 +18,7 @@ use crate::crd::{
     FailurePolicy, HeaderRateLimit, HeaderRateLimitSpec, KeyType, MAX_HEADER_NAME_BYTES, Phase,
     RateLimitHeadersSpec, RateLimitSpec,
 };
+use crate::rate;
 use crate::target::target;
 use crate::wasm_plugin::{WasmPlugin, WasmPluginSpec};
 
@@ -37,6 +38,10 @@ pub struct Settings {
     pub filter_url: String,
     /// Lowercase hex SHA-256 of the module; pins it and lets proxies cache it.
     pub filter_sha256: Option<String>,
+    /// The pluginConfig contract version the installed filter reads (its release's
+    /// `CONTRACT_VERSION`). A policy that needs a newer one is not applied: the filter would
+    /// refuse it and Envoy would keep the old configuration while status said Programmed.
+    pub filter_contract: u32,
 }
 
 /// Default filter URL: the image released with this operator version.
@@ -50,6 +55,7 @@ impl Default for Settings {
         Settings {
             filter_url: DEFAULT_FILTER_URL.into(),
             filter_sha256: None,
+            filter_contract: CONTRACT_VERSION,
         }
     }
 }
@@ -78,15 +84,25 @@ pub struct Plan {
     pub wasm_plugin_name: String,
     /// The WasmPlugin to apply, or why the spec is invalid (then nothing is applied).
     pub wasm_plugin: Result<WasmPlugin, InvalidSpec>,
+    /// The rate as a person reads it (`2/s`, `5/1m`), for `status.rate`; none without a limit
+    /// or when the rate itself is invalid.
+    pub rate: Option<String>,
 }
 
 /// Plans the WasmPlugin for `hrl`.
 pub fn plan(hrl: &HeaderRateLimit, settings: &Settings) -> Plan {
     let wasm_plugin_name = wasm_plugin_name(&hrl.name_any());
     let wasm_plugin = desired_wasm_plugin(hrl, settings, &wasm_plugin_name);
+    let rate = hrl
+        .spec
+        .rate_limit
+        .as_ref()
+        .and_then(|spec| tokens_per_period(spec).ok())
+        .map(|(tokens, period)| rate::display(tokens, period));
     Plan {
         wasm_plugin_name,
         wasm_plugin,
+        rate,
     }
 }
 
@@ -97,6 +113,28 @@ fn desired_wasm_plugin(
 ) -> Result<WasmPlugin, InvalidSpec> {
     let target = target(&hrl.spec)?;
     let config = plugin_config(hrl)?;
+    let needed = config.version();
+    if needed > settings.filter_contract {
+        let field = if hrl
+            .spec
+            .rate_limit
+            .as_ref()
+            .is_some_and(|r| r.per.is_some())
+        {
+            "spec.rateLimit.per"
+        } else {
+            "spec"
+        };
+        return Err(invalid(
+            field,
+            format!(
+                "needs a filter that reads pluginConfig contract version {needed}, but the \
+                 installed filter reads version {}: upgrade the filter (chart value filter.url, \
+                 operator flag --filter-contract-version) or do without this field",
+                settings.filter_contract
+            ),
+        ));
+    }
     let plugin_config = serde_json::to_value(&config)
         .map_err(|e| invalid("spec", format!("cannot render pluginConfig: {e}")))?;
     let spec = &hrl.spec;
@@ -211,16 +249,38 @@ fn removed(spec: &HeaderRateLimitSpec) -> Result<Vec<String>, InvalidSpec> {
     Ok(spec.remove_headers.clone())
 }
 
+/// The rate as tokens per period in seconds, checked; errors name the CRD field.
+fn tokens_per_period(spec: &RateLimitSpec) -> Result<(u32, u32), InvalidSpec> {
+    let f = |name: &str| format!("spec.rateLimit.{name}");
+    match (spec.tokens_per_second, spec.tokens, &spec.per) {
+        (Some(tokens), None, None) => {
+            in_range(&f("tokensPerSecond"), tokens, 1, MAX_TOKENS_PER_SECOND)?;
+            Ok((tokens, 1))
+        }
+        (None, Some(tokens), Some(per)) => {
+            in_range(&f("tokens"), tokens, 1, MAX_TOKENS)?;
+            let period = rate::parse_period(per).map_err(|rule| invalid(f("per"), rule))?;
+            if u64::from(tokens) > u64::from(MAX_TOKENS_PER_SECOND) * u64::from(period) {
+                let rule =
+                    format!("tokens per per must be at most {MAX_TOKENS_PER_SECOND} per second");
+                return Err(invalid(f("tokens"), rule));
+            }
+            Ok((tokens, period))
+        }
+        (None, Some(_), None) | (None, None, Some(_)) => {
+            Err(invalid(f("tokens"), "tokens and per go together"))
+        }
+        _ => Err(invalid(
+            f("tokensPerSecond"),
+            "set either tokensPerSecond, or tokens and per",
+        )),
+    }
+}
+
 fn rate_limit(spec: &RateLimitSpec) -> Result<RateLimit, InvalidSpec> {
     let f = |name: &str| format!("spec.rateLimit.{name}");
-    let tokens_per_second = spec.tokens_per_second;
-    in_range(
-        &f("tokensPerSecond"),
-        tokens_per_second,
-        1,
-        MAX_TOKENS_PER_SECOND,
-    )?;
-    let burst = spec.burst.unwrap_or(tokens_per_second);
+    let (tokens, period_seconds) = tokens_per_period(spec)?;
+    let burst = spec.burst.unwrap_or(tokens);
     in_range(&f("burst"), burst, 1, MAX_BURST)?;
     let max_keys = spec.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
     in_range(&f("maxKeys"), max_keys, MIN_MAX_KEYS, MAX_MAX_KEYS)?;
@@ -256,8 +316,8 @@ fn rate_limit(spec: &RateLimitSpec) -> Result<RateLimit, InvalidSpec> {
         },
     };
     Ok(RateLimit {
-        tokens: tokens_per_second,
-        period_seconds: 1,
+        tokens,
+        period_seconds,
         burst,
         key,
         max_keys,
@@ -308,6 +368,9 @@ fn crd_path(spec: &HeaderRateLimitSpec, field: &str) -> String {
     }
     if let Some(rest) = field.strip_prefix("removeResponseHeaders") {
         return format!("spec.removeHeaders{rest}");
+    }
+    if field == "rateLimit.periodSeconds" {
+        return "spec.rateLimit.per".into();
     }
     if let Some(rest) = field.strip_prefix("rateLimit.") {
         return format!("spec.rateLimit.{rest}");

@@ -206,3 +206,45 @@ fn no_cel_rule_is_estimated_over_the_api_server_budget() {
     walk(&schema(), "", &mut warnings);
     assert!(warnings.is_empty(), "{warnings:#?}");
 }
+
+#[test]
+fn a_rate_is_either_tokens_per_second_or_tokens_per_a_period_of_1s_to_24h() {
+    let limit = |rate: Value| json!({"selector": {"matchLabels": {"a": "b"}}, "rateLimit": rate});
+    for ok in [
+        json!({"tokensPerSecond": 2}),
+        json!({"tokens": 5, "per": "1m"}),
+        json!({"tokens": 1000, "per": "1h"}),
+        json!({"tokens": 7, "per": "1h30m"}),
+        json!({"tokens": 1, "per": "24h"}),
+    ] {
+        let got = rejections(limit(ok.clone()));
+        assert!(got.is_empty(), "{ok}: {got:?}");
+    }
+    rejected_with(
+        limit(json!({"tokensPerSecond": 2, "tokens": 5, "per": "1m"})),
+        "set either tokensPerSecond, or tokens and per",
+    );
+    rejected_with(
+        limit(json!({"burst": 2})),
+        "set either tokensPerSecond, or tokens and per",
+    );
+    rejected_with(limit(json!({"tokens": 5})), "tokens and per go together");
+    rejected_with(limit(json!({"per": "1m"})), "tokens and per go together");
+    rejected_with(
+        limit(json!({"tokens": 5, "per": "25h"})),
+        "per must be between 1s and 24h",
+    );
+    rejected_with(
+        limit(json!({"tokens": 5, "per": "0s"})),
+        "per must be between 1s and 24h",
+    );
+    rejected_with(
+        limit(json!({"tokens": 2000000, "per": "1s"})),
+        "at most 1000000 per second",
+    );
+    // Units the filter has no use for are refused by the pattern.
+    for bad in ["1d", "500ms", "1.5h", "m"] {
+        let got = rejections(limit(json!({"tokens": 5, "per": bad})));
+        assert!(!got.is_empty(), "{bad} must be rejected");
+    }
+}

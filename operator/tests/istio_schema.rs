@@ -84,6 +84,7 @@ fn every_wasm_plugin_planned_from_the_examples_passes_istios_crd_schema_and_cel_
     let pinned = Settings {
         filter_url: "oci://ghcr.io/hrl-dev/hrl-filter:0.1.0".into(),
         filter_sha256: Some("0123456789abcdef".repeat(4)),
+        ..Settings::default()
     };
     for settings in [Settings::default(), pinned] {
         for (example, wp) in planned_examples(&settings) {

@@ -231,6 +231,7 @@ fn the_pull_policy_is_never_always_so_an_edit_never_re_pulls_the_module() {
         let settings = Settings {
             filter_url: "oci://registry.example/hrl:latest".into(),
             filter_sha256: sha256.clone(),
+            ..Settings::default()
         };
         let wp = planned_spec(&format!("{SELECTOR}headers: {{x-a: b}}"), &settings);
         assert_eq!(
@@ -246,6 +247,7 @@ fn a_pinned_sha256_sets_if_not_present_and_the_operator_url() {
     let settings = Settings {
         filter_url: "oci://registry.example/hrl:1".into(),
         filter_sha256: Some(sha.clone()),
+        ..Settings::default()
     };
     let wp = planned_spec(&format!("{SELECTOR}headers: {{x-a: b}}"), &settings);
     assert_eq!(wp["spec"]["url"], "oci://registry.example/hrl:1");
@@ -324,4 +326,112 @@ fn too_many_headers_is_invalid() {
         got.as_deref(),
         Some("spec.headers: must have at most 64 headers")
     );
+}
+
+#[test]
+fn tokens_per_period_maps_to_the_general_form_and_burst_defaults_to_tokens() {
+    let planned = plan(
+        &hrl(&format!("{SELECTOR}rateLimit: {{tokens: 5, per: 1m}}")),
+        &Settings::default(),
+    );
+    assert_eq!(planned.rate.as_deref(), Some("5/1m"));
+    let wp = serde_json::to_value(planned.wasm_plugin.expect("valid")).expect("json");
+    let config = &wp["spec"]["pluginConfig"];
+    assert_eq!(
+        config["version"], 2,
+        "a period other than 1s needs contract 2"
+    );
+    assert_eq!(config["rateLimit"]["tokens"], 5);
+    assert_eq!(config["rateLimit"]["periodSeconds"], 60);
+    assert_eq!(config["rateLimit"]["burst"], 5);
+    assert_eq!(config["rateLimit"].get("tokensPerSecond"), None);
+}
+
+#[test]
+fn a_one_second_rate_keeps_the_first_contract_so_older_filters_read_it() {
+    for spec in ["tokensPerSecond: 2", "tokens: 2, per: 1s"] {
+        let planned = plan(
+            &hrl(&format!("{SELECTOR}rateLimit: {{{spec}}}")),
+            &Settings::default(),
+        );
+        assert_eq!(planned.rate.as_deref(), Some("2/s"), "{spec}");
+        let wp = serde_json::to_value(planned.wasm_plugin.expect("valid")).expect("json");
+        let config = &wp["spec"]["pluginConfig"];
+        assert_eq!(config.get("version"), None, "{spec}");
+        assert_eq!(config["rateLimit"]["tokensPerSecond"], 2, "{spec}");
+    }
+}
+
+#[test]
+fn a_policy_the_installed_filter_cannot_read_is_not_applied_and_says_why() {
+    let old_filter = Settings {
+        filter_contract: 1,
+        ..Settings::default()
+    };
+    let slow = plan(
+        &hrl(&format!("{SELECTOR}rateLimit: {{tokens: 5, per: 1m}}")),
+        &old_filter,
+    );
+    let error = slow.wasm_plugin.expect_err("not for a contract-1 filter");
+    assert_eq!(error.field, "spec.rateLimit.per");
+    assert!(
+        error.rule.contains("contract version 2")
+            && error.rule.contains("reads version 1")
+            && error.rule.contains("upgrade the filter"),
+        "{error}"
+    );
+    let fast = plan(
+        &hrl(&format!("{SELECTOR}rateLimit: {{tokensPerSecond: 5}}")),
+        &old_filter,
+    );
+    assert!(fast.wasm_plugin.is_ok(), "a 1s rate is contract 1");
+}
+
+#[test]
+fn each_invalid_rate_form_names_its_field() {
+    let cases = [
+        (
+            "tokens: 5",
+            "spec.rateLimit.tokens: tokens and per go together",
+        ),
+        (
+            "per: 1m",
+            "spec.rateLimit.tokens: tokens and per go together",
+        ),
+        (
+            "tokensPerSecond: 1, tokens: 5, per: 1m",
+            "spec.rateLimit.tokensPerSecond: set either tokensPerSecond, or tokens and per",
+        ),
+        (
+            "burst: 3",
+            "spec.rateLimit.tokensPerSecond: set either tokensPerSecond, or tokens and per",
+        ),
+        (
+            "tokens: 5, per: 25h",
+            "spec.rateLimit.per: must be between 1s and 24h",
+        ),
+        (
+            "tokens: 5, per: 1d",
+            "spec.rateLimit.per: must be a duration of whole seconds such as 30s, 1m, 1h or 1h30m",
+        ),
+        (
+            "tokens: 0, per: 1m",
+            "spec.rateLimit.tokens: must be at least 1",
+        ),
+        (
+            "tokens: 2000000, per: 1s",
+            "spec.rateLimit.tokens: tokens per per must be at most 1000000 per second",
+        ),
+    ];
+    for (spec, message) in cases {
+        let planned = plan(
+            &hrl(&format!("{SELECTOR}rateLimit: {{{spec}}}")),
+            &Settings::default(),
+        );
+        assert_eq!(
+            planned.wasm_plugin.map(|_| ()).map_err(|e| e.to_string()),
+            Err(message.to_string()),
+            "{spec}"
+        );
+    }
 }

@@ -32,7 +32,22 @@ impl Drop for Running {
 }
 
 /// Starts the playground on a free port and returns it with its address.
+/// Starts the playground on the seed policy and checks how it describes it.
 fn start(policy: &str, workers: &str) -> (Running, String) {
+    start_describing(
+        policy,
+        workers,
+        &[
+            "policy default/httpbin",
+            "(1 policy)",
+            "rate limit    2/s, burst 2, one bucket for all requests",
+            "limit headers RateLimit and RateLimit-Policy on every response",
+        ],
+    )
+}
+
+/// Starts the playground on `policy`; every line of `described` must be in its start-up output.
+fn start_describing(policy: &str, workers: &str, described: &[&str]) -> (Running, String) {
     let child = Command::new(BIN)
         .args([
             "--policy",
@@ -67,16 +82,9 @@ fn start(policy: &str, workers: &str) -> (Running, String) {
             .unwrap_or_else(|_| panic!("no 'listening on' line; output so far: {printed:?}"));
         if let Some(address) = line.strip_prefix("hrl-playground: listening on http://") {
             let said = |text: &str| printed.iter().any(|l: &String| l.contains(text));
-            assert!(said("policy default/httpbin"), "{printed:?}");
-            assert!(said("(1 policy)"), "{printed:?}");
-            assert!(
-                said("rate limit    2/s, burst 2, one bucket for all requests"),
-                "{printed:?}"
-            );
-            assert!(
-                said("limit headers RateLimit and RateLimit-Policy on every response"),
-                "{printed:?}"
-            );
+            for text in described {
+                assert!(said(text), "{text:?} not in {printed:?}");
+            }
             return (running, address.to_string());
         }
         printed.push(line);
@@ -216,4 +224,27 @@ fn a_port_in_use_is_reported() {
         &address,
     ]);
     assert!(error.contains("in use"), "{error}");
+}
+
+#[test]
+fn a_per_minute_policy_is_described_as_people_write_it_and_limits_with_retry_after_12() {
+    let (_running, address) = start_describing(
+        "examples/per-client-per-minute.yaml",
+        "2",
+        &[
+            "policy default/per-client-per-minute",
+            "rate limit    5/1m, burst 5, one bucket per client address",
+        ],
+    );
+    let responses: Vec<_> = (0..6).map(|_| get(&address, "/login")).collect();
+    let statuses: Vec<u16> = responses.iter().map(|r| r.0).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    let (_, headers, _) = &responses[5];
+    // One token every 12 s; a few ms have passed since the bucket was full, so 12 or 11.
+    let retry = header(headers, "retry-after");
+    assert!(retry == ["12"] || retry == ["11"], "{retry:?}");
+    assert_eq!(
+        header(headers, "ratelimit-policy"),
+        [r#""per-client-per-minute";q=5;w=60"#]
+    );
 }

@@ -112,10 +112,8 @@ fn describe(config: &PluginConfig) -> String {
                 }
                 RateLimitHeaders::None => "no rate-limit headers",
             };
-            let rate = match limit.period_seconds {
-                1 => format!("{}/s", limit.tokens),
-                period => format!("{}/{period}s", limit.tokens),
-            };
+            // As `kubectl get hrl` shows it (status.rate): 2/s, 5/1m.
+            let rate = hrl_operator::rate::display(limit.tokens, limit.period_seconds);
             out.push_str(&format!(
                 "    rate limit    {rate}, burst {}, {key}\n",
                 limit.burst
