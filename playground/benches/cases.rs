@@ -2,17 +2,18 @@
 #![allow(clippy::panic)] // a bench without its module fails loudly
 
 use hrl_playground::{Clock, Host, Module, Plugin, Request, ResponseView};
-use hrl_plugin_config::{Key, PluginConfig};
+use hrl_plugin_config::{Key, PluginConfig, RateLimit};
 
 #[path = "../tests/common/mod.rs"]
 pub mod common;
 
-/// One scenario: a module with a plugin configuration.
+/// One scenario: a module with its plugin configurations (a filter chain of one or more
+/// policies on one workload).
 #[derive(Debug)]
 pub struct Case {
     pub name: &'static str,
-    /// `None`: the do-nothing module.
-    pub config: Option<PluginConfig>,
+    /// Empty: the do-nothing module.
+    pub configs: Vec<PluginConfig>,
     /// Keep the clock still so the bucket stays empty (the 429 local-reply path).
     pub frozen: bool,
 }
@@ -27,31 +28,56 @@ pub fn cases() -> Vec<Case> {
     if let Some(rate_limit) = per_key.rate_limit.as_mut() {
         rate_limit.key = Key::Header("x-api-key".into());
     }
+    // Several limits on one workload are several policies (e.g. 10/s and 10000/24h): the seed
+    // policy plus rate-limit-only policies over other periods, none of which limits here.
+    let chain = |n: usize| -> Vec<PluginConfig> {
+        let mut configs = vec![seed.clone()];
+        for i in 1..n {
+            let period = [60, 3600, 86_400, 30][(i - 1) % 4];
+            configs.push(PluginConfig {
+                policy: format!("default/limit-{i}"),
+                response_headers: Vec::new(),
+                remove_response_headers: Vec::new(),
+                rate_limit: Some(RateLimit::per_period(1_000_000, period, 1_000_000)),
+            });
+        }
+        configs
+    };
     vec![
         Case {
             name: "noop",
-            config: None,
+            configs: Vec::new(),
             frozen: false,
         },
         Case {
             name: "headers_only",
-            config: Some(headers_only),
+            configs: vec![headers_only],
             frozen: false,
         },
         Case {
             name: "global_bucket_ietf",
-            config: Some(seed.clone()),
+            configs: vec![seed.clone()],
             frozen: false,
         },
         Case {
             name: "per_key_header",
-            config: Some(per_key),
+            configs: vec![per_key],
             frozen: false,
         },
         Case {
             name: "global_bucket_limited_429",
-            config: Some(seed),
+            configs: vec![seed.clone()],
             frozen: true,
+        },
+        Case {
+            name: "policies_3",
+            configs: chain(3),
+            frozen: false,
+        },
+        Case {
+            name: "policies_5",
+            configs: chain(5),
+            frozen: false,
         },
     ]
 }
@@ -62,15 +88,16 @@ pub fn host(case: &Case, metered: bool) -> Host {
         let path = common::module_path(env, file, target);
         std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
     };
-    let (bytes, plugin) = match &case.config {
-        None => (
+    let (bytes, plugins) = if case.configs.is_empty() {
+        (
             bytes_of("HRL_NOOP_WASM", "noop.wasm", "noop"),
-            Plugin::new("noop", b"{}".to_vec()),
-        ),
-        Some(config) => (
+            vec![Plugin::new("noop", b"{}".to_vec())],
+        )
+    } else {
+        (
             bytes_of("HRL_FILTER_WASM", "plugin.wasm", "filter"),
-            common::plugin(config),
-        ),
+            case.configs.iter().map(common::plugin).collect(),
+        )
     };
     let module = if metered {
         Module::compile_metered(&bytes)
@@ -78,8 +105,11 @@ pub fn host(case: &Case, metered: bool) -> Host {
         Module::compile(&bytes)
     };
     let module = module.unwrap_or_else(|e| panic!("compile: {e}"));
-    Host::builder(&module)
-        .plugin(plugin)
+    let mut builder = Host::builder(&module);
+    for plugin in plugins {
+        builder = builder.plugin(plugin);
+    }
+    builder
         .clock(Clock::manual())
         .count_host_calls(metered)
         .build()
