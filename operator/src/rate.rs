@@ -1,10 +1,7 @@
 //! PURE: the rate of a policy, as written (`tokensPerSecond`, or `tokens` per `per`) and as a
 //! person reads it (`2/s`, `5/1m`).
 
-/// Shortest period `per` may name, in seconds.
-pub const MIN_PERIOD_SECONDS: u32 = 1;
-/// Longest period `per` may name, in seconds (24h).
-pub const MAX_PERIOD_SECONDS: u32 = 86_400;
+use hrl_plugin_config::{MAX_PERIOD_SECONDS, MIN_PERIOD_SECONDS};
 
 /// The seconds in a `per` duration: whole seconds in h/m/s units (`30s`, `1m`, `1h30m`), the
 /// subset of Gateway API durations a token period needs, from 1s to 24h. Err is the rule.
