@@ -129,12 +129,7 @@ impl Request<'_> {
         bucket: Bucket,
     ) -> Step {
         let take = bucket.take(self.rate, self.now_ns);
-        let outcome = Outcome {
-            allowed: take.allowed,
-            bucket: take.bucket,
-            exhausted: false,
-            overflow: false,
-        };
+        let outcome = Outcome::of(take);
         // A refused take changes nothing that time would not recompute: no write.
         if !take.allowed && !bucket.is_reanchored(&take.bucket) {
             return Step::Done(outcome);
@@ -191,12 +186,7 @@ impl Request<'_> {
     /// Add the owner, with a full bucket minus this request's token, to the group `read`.
     fn add(&mut self, store: &mut dyn SharedStore, read: Read) -> Step {
         let take = Bucket::full(self.rate, self.now_ns).take(self.rate, self.now_ns);
-        let outcome = Outcome {
-            allowed: take.allowed,
-            bucket: take.bucket,
-            exhausted: false,
-            overflow: false,
-        };
+        let outcome = Outcome::of(take);
         let written = match read.value {
             // Edited in place: no allocation (unless the group grows past what was read).
             Some(mut value) => {

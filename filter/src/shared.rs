@@ -11,7 +11,7 @@ pub mod group;
 mod keyed;
 
 use crate::key::BucketKey;
-use crate::limiter::{Bucket, Rate};
+use crate::limiter::{Bucket, Rate, Take};
 use crate::policy::StoreKeys;
 
 pub use keyed::CREATE_CAS;
@@ -47,6 +47,19 @@ pub struct Outcome {
     pub exhausted: bool,
     /// The key found no room in its groups and used the policy's overflow bucket.
     pub overflow: bool,
+}
+
+impl Outcome {
+    /// The outcome of one take from a bucket the request found (no conflict, no overflow).
+    #[inline(always)]
+    pub(crate) fn of(take: Take) -> Outcome {
+        Outcome {
+            allowed: take.allowed,
+            bucket: take.bucket,
+            exhausted: false,
+            overflow: false,
+        }
+    }
 }
 
 /// Create the named buckets (full at `now_ns`) that do not exist yet; returns how many it
@@ -93,12 +106,7 @@ fn take_named(store: &mut dyn SharedStore, key: &str, rate: &Rate, now_ns: u64) 
             None => (Bucket::full(rate, now_ns), 0),
         };
         let take = bucket.take(rate, now_ns);
-        let outcome = Outcome {
-            allowed: take.allowed,
-            bucket: take.bucket,
-            exhausted: false,
-            overflow: false,
-        };
+        let outcome = Outcome::of(take);
         if !take.allowed && !bucket.is_reanchored(&take.bucket) {
             return outcome;
         }
