@@ -161,11 +161,9 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
     let desired = conditions::desired(&outcome, &planned.wasm_plugin_name);
     let status = HeaderRateLimitStatus {
         observed_generation: hrl.metadata.generation,
-        wasm_plugin: report::status_wasm_plugin(
-            &outcome,
-            &planned.wasm_plugin_name,
-            owned_exists(ctx, hrl, &namespace, &planned.wasm_plugin_name),
-        ),
+        wasm_plugin: report::status_wasm_plugin(&outcome, &planned.wasm_plugin_name, || {
+            owned_exists(ctx, hrl, &namespace, &planned.wasm_plugin_name)
+        }),
         rate: planned.rate.clone(),
         conditions: conditions::merge(
             &previous.conditions,

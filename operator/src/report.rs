@@ -36,11 +36,16 @@ pub fn applied(before: Option<&ObjectMeta>, after: &ObjectMeta) -> Applied {
 /// it exists and is ours (`owned_exists`, from the cache of our WasmPlugins: an invalid spec
 /// leaves it with its last valid configuration); never one that does not exist or belongs to
 /// someone else.
-pub fn status_wasm_plugin(outcome: &Outcome, name: &str, owned_exists: bool) -> Option<String> {
+/// `owned_exists` is asked only when the outcome does not already decide.
+pub fn status_wasm_plugin(
+    outcome: &Outcome,
+    name: &str,
+    owned_exists: impl FnOnce() -> bool,
+) -> Option<String> {
     match outcome {
         Outcome::Applied => Some(name.to_string()),
         Outcome::Conflict(_) => None,
-        _ if owned_exists => Some(name.to_string()),
+        _ if owned_exists() => Some(name.to_string()),
         _ => None,
     }
 }
@@ -123,20 +128,20 @@ mod tests {
     fn the_status_names_only_a_wasm_plugin_that_exists_and_is_ours() {
         let invalid = Outcome::Invalid("spec: bad".into());
         assert_eq!(
-            status_wasm_plugin(&Outcome::Applied, "w", false).as_deref(),
+            status_wasm_plugin(&Outcome::Applied, "w", || false).as_deref(),
             Some("w")
         );
-        assert_eq!(status_wasm_plugin(&invalid, "w", false), None);
+        assert_eq!(status_wasm_plugin(&invalid, "w", || false), None);
         assert_eq!(
-            status_wasm_plugin(&invalid, "w", true).as_deref(),
+            status_wasm_plugin(&invalid, "w", || true).as_deref(),
             Some("w")
         );
         assert_eq!(
-            status_wasm_plugin(&Outcome::Conflict("x".into()), "w", false),
+            status_wasm_plugin(&Outcome::Conflict("x".into()), "w", || false),
             None
         );
         assert_eq!(
-            status_wasm_plugin(&Outcome::IstioNotInstalled, "w", false),
+            status_wasm_plugin(&Outcome::IstioNotInstalled, "w", || false),
             None
         );
     }

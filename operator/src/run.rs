@@ -165,7 +165,6 @@ async fn controller(
             };
             futures::future::ready(item)
         })
-        .modify(strip::<HeaderRateLimit>)
         .reflect(hrl_writer)
         .applied_objects();
     tracing::info!(

@@ -21,10 +21,10 @@ pub(crate) struct Target {
 /// - Gateways selected by label: `CLIENT`, the mode of gateway listeners.
 /// - targetRefs: no `match`. Istio attaches them only to the Gateway's own pods, and a
 ///   waypoint's listeners are `SERVER` while an ingress gateway's are `CLIENT`.
-fn traffic(mode: &str) -> Option<Vec<TrafficSelector>> {
-    Some(vec![TrafficSelector {
+fn traffic(mode: &str) -> Vec<TrafficSelector> {
+    vec![TrafficSelector {
         mode: Some(mode.into()),
-    }])
+    }]
 }
 
 /// The WasmPlugin selector or targetRefs for `spec` (exactly one is set), and its `match`.
@@ -59,7 +59,7 @@ pub(crate) fn target(spec: &HeaderRateLimitSpec) -> Result<Target, InvalidSpec> 
                     match_labels: labels.clone(),
                 }),
                 target_refs: None,
-                match_: traffic(mode),
+                match_: Some(traffic(mode)),
             })
         }
         (None, Some(refs)) => {

@@ -55,7 +55,10 @@ pub fn decode(
     }
 }
 
-fn typed(object: DynamicObject) -> Result<HeaderRateLimit, Undecodable> {
+/// Decodes `object` after dropping what the controller never reads (`cache::strip`), so the
+/// largest parts of an object are neither copied nor decoded.
+fn typed(mut object: DynamicObject) -> Result<HeaderRateLimit, Undecodable> {
+    crate::cache::strip(&mut object);
     let namespace = object.namespace().unwrap_or_default();
     let name = object.name_any();
     let failure = |error: String| Undecodable {

@@ -147,3 +147,13 @@ fn watch_health_counts_each_guard_once() {
     drop(guard);
     assert!(health.all_synced());
 }
+
+#[test]
+fn decoding_drops_what_the_cache_never_reads() {
+    let mut object = good("web");
+    object.metadata.managed_fields = Some(vec![Default::default()]);
+    match decode(Event::Apply(object)).0 {
+        Some(Event::Apply(hrl)) => assert_eq!(hrl.metadata.managed_fields, None),
+        other => panic!("expected Apply, got {other:?}"),
+    }
+}

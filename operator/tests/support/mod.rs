@@ -65,7 +65,7 @@ pub fn with_status(mut hrl: HeaderRateLimit, outcome: &Outcome) -> HeaderRateLim
     hrl.status = Some(HeaderRateLimitStatus {
         observed_generation: Some(3),
         // What the operator reports when nothing of ours existed besides what it applied.
-        wasm_plugin: report::status_wasm_plugin(outcome, "hrl-web", false),
+        wasm_plugin: report::status_wasm_plugin(outcome, "hrl-web", || false),
         rate: plan(&hrl, &Settings::default()).rate,
         conditions: conditions::merge(&[], &desired, Some(3), &now),
     });
