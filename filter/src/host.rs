@@ -117,9 +117,10 @@ pub fn log(level: LogLevel, message: &str) {
     let _ignored: Result<(), Status> = hostcalls::log(level, message);
 }
 
-/// Ask for `on_tick` every `period`; false if the host refused.
-pub fn set_tick_period(period: Duration) -> bool {
-    hostcalls::set_tick_period(period).is_ok()
+/// Ask for `on_tick` every `period`; a host that refuses it is ignored (the SDK traps on a
+/// refusal rather than return it, and Envoy accepts any period).
+pub fn set_tick_period(period: Duration) {
+    let _ignored: Result<(), Status> = hostcalls::set_tick_period(period);
 }
 
 /// A request header's value, if present.

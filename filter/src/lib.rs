@@ -93,8 +93,7 @@ impl RootContext for FilterRoot {
                         host::now_ns(),
                     );
                 }
-                // The SDK traps rather than return a refusal here; Envoy accepts any period.
-                let _ticking = host::set_tick_period(FLUSH_PERIOD);
+                host::set_tick_period(FLUSH_PERIOD);
                 self.configured = Some(Rc::new(Configured {
                     local_reply: LocalReply::plan(&policy),
                     policy,

@@ -207,17 +207,8 @@ impl Bucket {
         nanos.div_ceil(NANOS_PER_SECOND)
     }
 
-    /// The shared-data value: version, tokens, timestamp (little endian), then the owner key.
-    pub fn encode(&self, owner: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(ENCODED_LEN.saturating_add(owner.len()));
-        out.push(VERSION);
-        out.extend_from_slice(&self.tokens.to_le_bytes());
-        out.extend_from_slice(&self.updated_ns.to_le_bytes());
-        out.extend_from_slice(owner);
-        out
-    }
-
-    /// `encode(b"")` without an allocation: the value of a bucket with a fixed name.
+    /// The shared-data value of a bucket with a fixed name: version, tokens, timestamp (little
+    /// endian), without an allocation.
     #[inline(always)]
     pub fn encode_named(&self) -> [u8; ENCODED_LEN] {
         // Destructured, not an iterator chain: this runs per request and is ~20 instructions.
@@ -226,16 +217,6 @@ impl Bucket {
         [
             VERSION, t0, t1, t2, t3, t4, t5, t6, t7, u0, u1, u2, u3, u4, u5, u6, u7,
         ]
-    }
-
-    /// `encode(owner)` into `buf` without an allocation; `None` if `buf` is too small.
-    pub fn encode_to<'b>(&self, owner: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
-        let total = ENCODED_LEN.checked_add(owner.len())?;
-        let out = buf.get_mut(..total)?;
-        let (head, tail) = out.split_at_mut_checked(ENCODED_LEN)?;
-        head.copy_from_slice(&self.encode_named());
-        tail.copy_from_slice(owner);
-        Some(out)
     }
 
     /// Decode a shared-data value into the bucket and its owner key; None if it is not ours.

@@ -93,8 +93,3 @@ fn the_window_is_the_period_when_burst_equals_tokens() {
     assert_eq!(Rate::per_period(5, 60, 10).window_seconds(), 120);
     assert_eq!(Rate::per_period(5, 60, 1).window_seconds(), 12);
 }
-
-#[test]
-fn a_one_second_period_is_the_per_second_rate() {
-    assert_eq!(Rate::per_period(7, 1, 3), Rate::new(7, 3));
-}

@@ -108,28 +108,6 @@ fn both_rate_forms_neither_or_half_of_the_general_one_are_refused_naming_the_fie
 }
 
 #[test]
-fn a_filter_of_contract_one_would_refuse_a_period_config_as_newer() {
-    // What a contract-1 filter sees: `version: 2` leads, and its error says to upgrade.
-    let json = config(RateLimit::per_period(5, 60, 5)).to_json().unwrap();
-    let value: Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(value["version"], 2);
-    let mut newer = value.clone();
-    newer["version"] = json!(3);
-    let error = parse(newer).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            ConfigError::NewerVersion {
-                found: 3,
-                supported: 2,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-}
-
-#[test]
 fn the_period_must_be_one_second_to_one_day() {
     rejects(
         RateLimit::per_period(5, 0, 5),
