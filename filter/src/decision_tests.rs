@@ -12,6 +12,7 @@ fn policy(rate_limit: Option<RateLimit>) -> Policy {
         ],
         remove_response_headers: vec![],
         rate_limit,
+        matches: None,
     })
 }
 

@@ -192,6 +192,7 @@ pub fn plugin_config(hrl: &HeaderRateLimit) -> Result<PluginConfig, InvalidSpec>
         response_headers: headers("spec.headers", &spec.headers)?,
         remove_response_headers: removed(spec)?,
         rate_limit: spec.rate_limit.as_ref().map(rate_limit).transpose()?,
+        matches: None,
     };
     // Backstop: the contract's own validation, its field path mapped back to the CRD.
     config

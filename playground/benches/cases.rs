@@ -39,6 +39,7 @@ pub fn cases() -> Vec<Case> {
                 response_headers: Vec::new(),
                 remove_response_headers: Vec::new(),
                 rate_limit: Some(RateLimit::per_period(1_000_000, period, 1_000_000)),
+                matches: None,
             });
         }
         configs

@@ -245,6 +245,7 @@ fn a_config_without_rate_limit_only_sets_and_removes_headers() {
         response_headers: vec![Header::new("x-served-by", "hrl")],
         remove_response_headers: vec!["x-powered-by".into(), "server".into()],
         rate_limit: None,
+        matches: None,
     };
     let mut host = filter_host(&[config], 2);
     for i in 0..20 {

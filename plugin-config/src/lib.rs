@@ -9,12 +9,17 @@
 //! native targets and for `wasm32-wasip1`.
 #![forbid(unsafe_code)]
 
+mod matching;
 mod rate;
 mod rules;
 mod version;
 
 use serde::{Deserialize, Serialize};
 
+pub use matching::{
+    HeaderMatch, MAX_HOST_BYTES, MAX_MATCH_ENTRIES, MAX_METHOD_BYTES, MAX_PATH_BYTES, Match,
+    PathMatch,
+};
 pub use rate::{MAX_PERIOD_SECONDS, MAX_TOKENS, MIN_PERIOD_SECONDS};
 pub use rules::{
     MAX_BODY_BYTES, MAX_BURST, MAX_HEADER_VALUE_BYTES, MAX_HEADERS, MAX_MAX_KEYS, MAX_POLICY_BYTES,
@@ -47,6 +52,9 @@ pub struct PluginConfig {
     /// The token bucket; absent means headers only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Which requests the policy (headers and limit) applies to; absent = every request.
+    #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Match>,
 }
 
 /// One response header: a lowercase name and its value.
@@ -223,11 +231,13 @@ impl PluginConfig {
     }
 
     /// The contract version of this configuration: the oldest that reads every field it uses
-    /// (2 for a period other than 1 s, else 1).
+    /// (2 for a period other than 1 s or a `match`, else 1).
     pub fn version(&self) -> u32 {
-        match &self.rate_limit {
-            Some(limit) if limit.period_seconds != 1 => version::PERIOD_VERSION,
-            _ => version::FIRST_VERSION,
+        let period = matches!(&self.rate_limit, Some(limit) if limit.period_seconds != 1);
+        if period || self.matches.is_some() {
+            version::SECOND_VERSION
+        } else {
+            version::FIRST_VERSION
         }
     }
 

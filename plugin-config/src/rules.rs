@@ -102,6 +102,9 @@ pub(crate) fn validate(config: &PluginConfig) -> Result<(), Invalid> {
     if let Some(rate_limit) = &config.rate_limit {
         check_rate_limit(rate_limit)?;
     }
+    if let Some(matches) = &config.matches {
+        crate::matching::check_match(matches)?;
+    }
     Ok(())
 }
 

@@ -3,21 +3,21 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, Header, Invalid, PluginConfig, RateLimit};
+use crate::{ConfigError, Header, Invalid, Match, PluginConfig, RateLimit};
 
 /// The pluginConfig contract version this crate reads. A filter built with it accepts
 /// configurations of this version and older, and refuses newer ones with
 /// [`ConfigError::NewerVersion`]. Bump it with any change an older filter cannot read (a new
 /// field: unknown fields are refused), and write `version` from then on.
 ///
-/// 1: the first contract. 2: `rateLimit.tokens` + `rateLimit.periodSeconds`.
+/// 1: the first contract. 2: `rateLimit.tokens` + `rateLimit.periodSeconds`, and `match`.
 pub const CONTRACT_VERSION: u32 = 2;
 
 /// The version a configuration without `version` has. Written as absent, so filters older
 /// than the `version` field itself (which refuse unknown fields) still read it.
 pub(crate) const FIRST_VERSION: u32 = 1;
-/// The version that reads `rateLimit.tokens` + `rateLimit.periodSeconds`.
-pub(crate) const PERIOD_VERSION: u32 = 2;
+/// The version that reads `rateLimit.tokens` + `rateLimit.periodSeconds`, and `match`.
+pub(crate) const SECOND_VERSION: u32 = 2;
 
 /// [`PluginConfig`] as it is written: `version` first, and only when it is not the first.
 #[derive(Serialize)]
@@ -32,6 +32,8 @@ struct Out<'a> {
     remove_response_headers: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     rate_limit: &'a Option<RateLimit>,
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    matches: &'a Option<Match>,
 }
 
 impl Serialize for PluginConfig {
@@ -43,6 +45,7 @@ impl Serialize for PluginConfig {
             response_headers: &self.response_headers,
             remove_response_headers: &self.remove_response_headers,
             rate_limit: &self.rate_limit,
+            matches: &self.matches,
         }
         .serialize(serializer)
     }
@@ -61,21 +64,37 @@ pub(crate) struct Wire {
     remove_response_headers: Vec<String>,
     #[serde(default)]
     rate_limit: Option<RateLimit>,
+    #[serde(rename = "match", default)]
+    matches: Option<Match>,
 }
 
 impl Wire {
     /// The configuration, if a reader of contract `supported` reads its version.
     fn into_config(self, supported: u32) -> Result<PluginConfig, ConfigError> {
-        match self.version.unwrap_or(FIRST_VERSION) {
-            0 => Err(Invalid::new("version", "must be at least 1").into()),
-            found if found > supported => Err(newer(found, supported, None)),
-            _ => Ok(PluginConfig {
-                policy: self.policy,
-                response_headers: self.response_headers,
-                remove_response_headers: self.remove_response_headers,
-                rate_limit: self.rate_limit,
-            }),
+        let declared = self.version.unwrap_or(FIRST_VERSION);
+        if declared == 0 {
+            return Err(Invalid::new("version", "must be at least 1").into());
         }
+        if declared > supported {
+            return Err(newer(declared, supported, None));
+        }
+        let config = PluginConfig {
+            policy: self.policy,
+            response_headers: self.response_headers,
+            remove_response_headers: self.remove_response_headers,
+            rate_limit: self.rate_limit,
+            matches: self.matches,
+        };
+        // A configuration must declare what it uses: a reader of the declared version would
+        // refuse it, so its writer is wrong.
+        if declared < config.version() {
+            return Err(Invalid::new(
+                "version",
+                "must be 2 or more: rateLimit.periodSeconds and match are contract 2 fields",
+            )
+            .into());
+        }
+        Ok(config)
     }
 }
 
@@ -197,6 +216,7 @@ mod tests {
             response_headers: Vec::new(),
             remove_response_headers: Vec::new(),
             rate_limit: Some(RateLimit::per_period(5, 60, 5)),
+            matches: None,
         };
         let json = per_minute.to_json().unwrap();
         let error = parse_as(json.as_bytes(), FIRST_VERSION).unwrap_err();

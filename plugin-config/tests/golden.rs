@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hrl_plugin_config::{
-    DEFAULT_BODY, DEFAULT_MAX_KEYS, Header, Key, PluginConfig, RateLimit, RateLimitHeaders,
+    DEFAULT_BODY, DEFAULT_MAX_KEYS, Header, HeaderMatch, Key, Match, PathMatch, PluginConfig,
+    RateLimit, RateLimitHeaders,
 };
 use pretty_assertions::assert_eq;
 
@@ -33,6 +34,7 @@ fn full() -> PluginConfig {
             headers: vec![Header::new("powered-by", "hrl-filter")],
             ..RateLimit::new(2, 2)
         }),
+        matches: None,
     }
 }
 
@@ -112,4 +114,45 @@ fn to_json_refuses_an_invalid_config() {
             .starts_with("pluginConfig is not valid: policy: "),
         "{err}"
     );
+}
+
+fn login_match() -> PluginConfig {
+    PluginConfig {
+        policy: "default/login".into(),
+        response_headers: Vec::new(),
+        remove_response_headers: Vec::new(),
+        rate_limit: Some(RateLimit {
+            key: Key::ClientAddress,
+            ..RateLimit::per_period(5, 60, 5)
+        }),
+        matches: Some(Match {
+            methods: vec!["POST".into()],
+            paths: vec![
+                PathMatch::Exact("/login".into()),
+                PathMatch::Prefix("/api/login".into()),
+            ],
+            hosts: vec!["shop.example.com".into(), "*.example.org".into()],
+            headers: vec![
+                HeaderMatch {
+                    name: "x-tenant".into(),
+                    value: Some("beta".into()),
+                },
+                HeaderMatch {
+                    name: "x-debug".into(),
+                    value: None,
+                },
+            ],
+        }),
+    }
+}
+
+#[test]
+fn match_fixture_parses_and_renders_as_contract_two() {
+    assert_eq!(
+        PluginConfig::from_json(&fixture("login-match.json")).unwrap(),
+        login_match()
+    );
+    let rendered: serde_json::Value =
+        serde_json::from_str(&login_match().to_json().unwrap()).unwrap();
+    assert_eq!(rendered, json("login-match.json"));
 }

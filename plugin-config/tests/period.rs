@@ -15,6 +15,7 @@ fn config(rate_limit: RateLimit) -> PluginConfig {
         response_headers: Vec::new(),
         remove_response_headers: Vec::new(),
         rate_limit: Some(rate_limit),
+        matches: None,
     }
 }
 

@@ -10,6 +10,7 @@ fn base() -> PluginConfig {
         response_headers: vec![Header::new("x-a", "1")],
         remove_response_headers: vec!["server".into()],
         rate_limit: Some(RateLimit::new(2, 2)),
+        matches: None,
     }
 }
 

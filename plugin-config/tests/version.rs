@@ -33,6 +33,7 @@ fn version_one_is_not_written_so_filters_without_the_field_still_read_it() {
         response_headers: Vec::new(),
         remove_response_headers: Vec::new(),
         rate_limit: Some(RateLimit::new(2, 2)),
+        matches: None,
     };
     let value: serde_json::Value = serde_json::from_str(&config.to_json().unwrap()).unwrap();
     assert!(value.get("version").is_none(), "{value}");

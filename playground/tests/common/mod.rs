@@ -67,6 +67,7 @@ pub fn seed_config() -> PluginConfig {
         ],
         remove_response_headers: Vec::new(),
         rate_limit: Some(rate_limit),
+        matches: None,
     }
 }
 
@@ -77,6 +78,7 @@ pub fn limit_config(policy: &str, rate_limit: RateLimit) -> PluginConfig {
         response_headers: Vec::new(),
         remove_response_headers: Vec::new(),
         rate_limit: Some(rate_limit),
+        matches: None,
     }
 }
 
