@@ -7,8 +7,8 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-wasip1
 WASM_PROFILE := wasm-release
 WASM_OUT := target/$(WASM_TARGET)/$(WASM_PROFILE)
-# Size budget of the shipped module, in bytes (200 KiB).
-FILTER_MAX_BYTES := 204800
+# Size budget of the shipped module, in bytes (256 KiB; 200 KiB until `match`, see CHANGELOG).
+FILTER_MAX_BYTES := 262144
 TOOLS := $(CURDIR)/.tools
 HELM := $(TOOLS)/helm/helm
 KUBECTL := $(TOOLS)/kubectl/kubectl

@@ -22,6 +22,7 @@ pub mod headers;
 pub mod host;
 pub mod key;
 pub mod limiter;
+pub mod matching;
 pub mod policy;
 pub mod shared;
 
@@ -123,6 +124,7 @@ impl RootContext for FilterRoot {
         Some(Box::new(FilterHttp {
             configured: self.configured.clone(),
             decision: None,
+            skipped: false,
         }))
     }
 
@@ -136,6 +138,8 @@ impl RootContext for FilterRoot {
 struct FilterHttp {
     configured: Option<Rc<Configured>>,
     decision: Option<Decision>,
+    /// The policy's `match` left this request alone: its response is not touched either.
+    skipped: bool,
 }
 
 impl Context for FilterHttp {}
@@ -147,6 +151,13 @@ impl HttpContext for FilterHttp {
             return Action::Continue;
         };
         let (policy, counts) = (&configured.policy, &configured.metrics.counts);
+        if let Some(matcher) = &policy.matcher
+            && !matcher.matches(host::request_header)
+        {
+            counts.bump(Counter::Skipped);
+            self.skipped = true;
+            return Action::Continue;
+        }
         counts.bump(Counter::Requests);
         let Some(limit) = &policy.limit else {
             counts.bump_each(&counter_set(None));
@@ -201,7 +212,7 @@ impl HttpContext for FilterHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(configured) = &self.configured else {
+        let Some(configured) = self.configured.as_deref().filter(|_| !self.skipped) else {
             return Action::Continue;
         };
         for name in &configured.policy.remove_headers {

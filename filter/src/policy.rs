@@ -6,6 +6,7 @@ use hrl_plugin_config::{Key, PluginConfig, RateLimitHeaders};
 use crate::headers::{Family, HeaderStyle, policy_name};
 use crate::key::KeySource;
 use crate::limiter::Rate;
+use crate::matching::RequestMatch;
 
 /// Everything the filter does for one policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub struct Policy {
     pub remove_headers: Vec<String>,
     /// The rate limit, if any.
     pub limit: Option<Limit>,
+    /// The requests the policy applies to; `None` = every request.
+    pub matcher: Option<RequestMatch>,
     /// Counter names, in `Counter` order.
     pub metric_names: [String; COUNTERS],
 }
@@ -108,10 +111,12 @@ pub enum Counter {
     CasExhausted = 4,
     /// Keyed requests that used the overflow bucket.
     Overflow = 5,
+    /// Requests the policy's `match` left alone (not counted in `requests`).
+    Skipped = 6,
 }
 
 /// Number of counters.
-pub const COUNTERS: usize = 6;
+pub const COUNTERS: usize = 7;
 const COUNTER_SUFFIXES: [&str; COUNTERS] = [
     "requests",
     "allowed",
@@ -119,6 +124,7 @@ const COUNTER_SUFFIXES: [&str; COUNTERS] = [
     "dry_run_limited",
     "cas_exhausted",
     "overflow",
+    "skipped",
 ];
 
 /// `hrl.<namespace>.<name>.<counter>` for every counter.
@@ -164,6 +170,7 @@ impl Policy {
             response_headers: pairs(&config.response_headers),
             remove_headers: config.remove_response_headers.clone(),
             limit,
+            matcher: config.matches.as_ref().and_then(RequestMatch::compile),
             metric_names: metric_names(&config.policy),
         }
     }

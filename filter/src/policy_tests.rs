@@ -103,6 +103,7 @@ fn metric_names_carry_namespace_and_name() {
             "hrl.shop.checkout.dry_run_limited",
             "hrl.shop.checkout.cas_exhausted",
             "hrl.shop.checkout.overflow",
+            "hrl.shop.checkout.skipped",
         ]
         .map(String::from)
     );

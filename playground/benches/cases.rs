@@ -2,7 +2,7 @@
 #![allow(clippy::panic)] // a bench without its module fails loudly
 
 use hrl_playground::{Clock, Host, Module, Plugin, Request, ResponseView};
-use hrl_plugin_config::{Key, PluginConfig, RateLimit};
+use hrl_plugin_config::{Key, Match, PathMatch, PluginConfig, RateLimit};
 
 #[path = "../tests/common/mod.rs"]
 pub mod common;
@@ -44,6 +44,19 @@ pub fn cases() -> Vec<Case> {
         }
         configs
     };
+    // The seed policy restricted by a method and two paths: every request matches (on the
+    // second path), or none does (method matches, neither path does: both rules are read).
+    let with_match = |prefix: &str| PluginConfig {
+        matches: Some(Match {
+            methods: vec!["GET".into(), "POST".into()],
+            paths: vec![
+                PathMatch::Exact("/login".into()),
+                PathMatch::Prefix(prefix.into()),
+            ],
+            ..Match::default()
+        }),
+        ..seed.clone()
+    };
     vec![
         Case {
             name: "noop",
@@ -58,6 +71,16 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "global_bucket_ietf",
             configs: vec![seed.clone()],
+            frozen: false,
+        },
+        Case {
+            name: "match_2_paths_method",
+            configs: vec![with_match("/headers")],
+            frozen: false,
+        },
+        Case {
+            name: "match_skipped",
+            configs: vec![with_match("/api")],
             frozen: false,
         },
         Case {
