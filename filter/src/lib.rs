@@ -82,7 +82,19 @@ impl RootContext for FilterRoot {
         if let Some(previous) = self.configured.take() {
             previous.metrics.flush();
         }
-        match PluginConfig::from_json(&host::plugin_configuration()) {
+        let parsed = PluginConfig::from_json(&host::plugin_configuration()).and_then(|config| {
+            // Until the filter asks a rate limit service, a policy that needs one is refused
+            // rather than silently kept per proxy.
+            match config.rate_limit.as_ref().and_then(|l| l.service.as_ref()) {
+                Some(_) => Err(hrl_plugin_config::Invalid::new(
+                    "rateLimit.service",
+                    "is not supported by this filter build",
+                )
+                .into()),
+                None => Ok(config),
+            }
+        });
+        match parsed {
             Ok(config) => {
                 let policy = Policy::compile(&config);
                 let metrics = Metrics::define(&policy.metric_names);

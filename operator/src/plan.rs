@@ -331,6 +331,7 @@ fn rate_limit(spec: &RateLimitSpec) -> Result<RateLimit, InvalidSpec> {
             Some(RateLimitHeadersSpec::None) => RateLimitHeaders::None,
         },
         enforce: spec.enforce.unwrap_or(true),
+        service: None,
     })
 }
 

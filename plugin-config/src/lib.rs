@@ -12,6 +12,7 @@
 mod matching;
 mod rate;
 mod rules;
+mod service;
 mod version;
 
 use serde::{Deserialize, Serialize};
@@ -20,10 +21,16 @@ pub use matching::{
     HeaderMatch, MAX_HOST_BYTES, MAX_MATCH_ENTRIES, MAX_METHOD_BYTES, MAX_PATH_BYTES, Match,
     PathMatch,
 };
-pub use rate::{MAX_PERIOD_SECONDS, MAX_TOKENS, MIN_PERIOD_SECONDS};
+pub use rate::{
+    MAX_PERIOD_SECONDS, MAX_SPLIT, MAX_TOKENS, MAX_WIRE_PERIOD_SECONDS, MIN_PERIOD_SECONDS,
+};
 pub use rules::{
     MAX_BODY_BYTES, MAX_BURST, MAX_HEADER_VALUE_BYTES, MAX_HEADERS, MAX_MAX_KEYS, MAX_POLICY_BYTES,
     MAX_TOKENS_PER_SECOND, MIN_MAX_KEYS, check_header_name, check_header_value, check_policy,
+};
+pub use service::{
+    DEFAULT_TIMEOUT_MS, FailureMode, MAX_SERVICE_NAME_BYTES, MAX_TIMEOUT_MS, RateLimitService,
+    SERVICE_PERIODS,
 };
 pub use version::CONTRACT_VERSION;
 
@@ -85,7 +92,8 @@ impl Header {
 pub struct RateLimit {
     /// Tokens added per period (at least 1).
     pub tokens: u32,
-    /// The period `tokens` refill over, in seconds (1..=86400).
+    /// The period `tokens` refill over, in seconds (1..=864,000,000: a day split across
+    /// `MAX_SPLIT` proxies).
     pub period_seconds: u32,
     /// Bucket capacity: the largest burst admitted at once (at least 1).
     pub burst: u32,
@@ -110,6 +118,10 @@ pub struct RateLimit {
     /// `false` is a dry run: count and send headers, never reject.
     #[serde(default = "default_enforce")]
     pub enforce: bool,
+    /// A rate limit service that counts for every proxy (fixed windows of `period_seconds`,
+    /// `tokens` per window; `burst` unused); absent = this proxy's own bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<RateLimitService>,
 }
 
 impl RateLimit {
@@ -133,6 +145,7 @@ impl RateLimit {
             headers: Vec::new(),
             rate_limit_headers: RateLimitHeaders::Ietf,
             enforce: true,
+            service: None,
         }
     }
 }
@@ -231,10 +244,13 @@ impl PluginConfig {
     }
 
     /// The contract version of this configuration: the oldest that reads every field it uses
-    /// (2 for a period other than 1 s or a `match`, else 1).
+    /// (2 for a period other than 1 s, a `match` or a rate limit service, else 1).
     pub fn version(&self) -> u32 {
-        let period = matches!(&self.rate_limit, Some(limit) if limit.period_seconds != 1);
-        if period || self.matches.is_some() {
+        let second = match &self.rate_limit {
+            Some(limit) => limit.period_seconds != 1 || limit.service.is_some(),
+            None => false,
+        };
+        if second || self.matches.is_some() {
             version::SECOND_VERSION
         } else {
             version::FIRST_VERSION

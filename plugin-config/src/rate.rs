@@ -5,14 +5,19 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Header, Invalid, Key, RateLimit, RateLimitHeaders, default_body, default_enforce,
-    default_max_keys, default_status_code,
+    Header, Invalid, Key, RateLimit, RateLimitHeaders, RateLimitService, default_body,
+    default_enforce, default_max_keys, default_status_code,
 };
 
-/// Shortest `periodSeconds`.
+/// Shortest period of a rate.
 pub const MIN_PERIOD_SECONDS: u32 = 1;
-/// Longest `periodSeconds` (one day).
+/// Longest period of a rate as a HeaderRateLimit writes it (one day).
 pub const MAX_PERIOD_SECONDS: u32 = 86_400;
+/// Most proxies one `scope: Workload` rate is split across.
+pub const MAX_SPLIT: u32 = 10_000;
+/// Longest `periodSeconds` on the wire: a one-day rate split across [`MAX_SPLIT`] proxies (the
+/// operator writes a proxy's share of `T` per `P` as `T` per `P * R`).
+pub const MAX_WIRE_PERIOD_SECONDS: u32 = MAX_PERIOD_SECONDS * MAX_SPLIT;
 /// Most `tokens` per period (`tokens / periodSeconds` is also at most `MAX_TOKENS_PER_SECOND`).
 pub const MAX_TOKENS: u32 = 10_000_000;
 
@@ -41,6 +46,8 @@ pub(crate) struct Wire {
     rate_limit_headers: RateLimitHeaders,
     #[serde(default = "default_enforce")]
     enforce: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service: Option<RateLimitService>,
 }
 
 impl TryFrom<Wire> for RateLimit {
@@ -72,6 +79,7 @@ impl TryFrom<Wire> for RateLimit {
             headers: wire.headers,
             rate_limit_headers: wire.rate_limit_headers,
             enforce: wire.enforce,
+            service: wire.service,
         })
     }
 }
@@ -91,6 +99,7 @@ impl From<RateLimit> for Wire {
             headers: limit.headers,
             rate_limit_headers: limit.rate_limit_headers,
             enforce: limit.enforce,
+            service: limit.service,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! same rules under its own field paths.
 
 use crate::{
-    Header, Invalid, Key, MAX_PERIOD_SECONDS, MAX_TOKENS, MIN_PERIOD_SECONDS, PluginConfig,
+    Header, Invalid, Key, MAX_TOKENS, MAX_WIRE_PERIOD_SECONDS, MIN_PERIOD_SECONDS, PluginConfig,
     RateLimit,
 };
 
@@ -182,6 +182,9 @@ fn check_rate_limit(limit: &RateLimit) -> Result<(), Invalid> {
     if let Key::Header(name) = &limit.key {
         check_header_name(name).map_err(|rule| Invalid::new("rateLimit.key.header", rule))?;
     }
+    if let Some(service) = &limit.service {
+        crate::service::check_service(service, limit.period_seconds)?;
+    }
     check_headers("rateLimit.headers", &limit.headers)
 }
 
@@ -199,7 +202,7 @@ fn check_rate(tokens: u32, period_seconds: u32) -> Result<(), Invalid> {
         "rateLimit.periodSeconds",
         period_seconds,
         MIN_PERIOD_SECONDS,
-        MAX_PERIOD_SECONDS,
+        MAX_WIRE_PERIOD_SECONDS,
     )?;
     in_range("rateLimit.tokens", tokens, 1, MAX_TOKENS)?;
     if u64::from(tokens) > u64::from(MAX_TOKENS_PER_SECOND) * u64::from(period_seconds) {

@@ -10,13 +10,15 @@ use crate::{ConfigError, Header, Invalid, Match, PluginConfig, RateLimit};
 /// [`ConfigError::NewerVersion`]. Bump it with any change an older filter cannot read (a new
 /// field: unknown fields are refused), and write `version` from then on.
 ///
-/// 1: the first contract. 2: `rateLimit.tokens` + `rateLimit.periodSeconds`, and `match`.
+/// 1: the first contract. 2: `rateLimit.tokens` + `rateLimit.periodSeconds`, `match` and
+/// `rateLimit.service`.
 pub const CONTRACT_VERSION: u32 = 2;
 
 /// The version a configuration without `version` has. Written as absent, so filters older
 /// than the `version` field itself (which refuse unknown fields) still read it.
 pub(crate) const FIRST_VERSION: u32 = 1;
-/// The version that reads `rateLimit.tokens` + `rateLimit.periodSeconds`, and `match`.
+/// The version that reads `rateLimit.tokens` + `rateLimit.periodSeconds`, `match` and
+/// `rateLimit.service`.
 pub(crate) const SECOND_VERSION: u32 = 2;
 
 /// [`PluginConfig`] as it is written: `version` first, and only when it is not the first.
@@ -90,7 +92,8 @@ impl Wire {
         if declared < config.version() {
             return Err(Invalid::new(
                 "version",
-                "must be 2 or more: rateLimit.periodSeconds and match are contract 2 fields",
+                "must be 2 or more: rateLimit.periodSeconds, rateLimit.service and match are \
+                 contract 2 fields",
             )
             .into());
         }

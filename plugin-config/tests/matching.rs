@@ -219,8 +219,8 @@ fn a_config_that_declares_version_one_but_uses_contract_two_fields_is_refused() 
         let err = PluginConfig::from_json(json.as_bytes()).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "pluginConfig is not valid: version: must be 2 or more: rateLimit.periodSeconds \
-             and match are contract 2 fields",
+            "pluginConfig is not valid: version: must be 2 or more: rateLimit.periodSeconds, \
+             rateLimit.service and match are contract 2 fields",
             "{json}"
         );
     }

@@ -109,18 +109,18 @@ fn both_rate_forms_neither_or_half_of_the_general_one_are_refused_naming_the_fie
 }
 
 #[test]
-fn the_period_must_be_one_second_to_one_day() {
+fn the_period_must_be_one_second_to_a_day_split_across_ten_thousand_proxies() {
     rejects(
         RateLimit::per_period(5, 0, 5),
         "rateLimit.periodSeconds",
         "at least 1",
     );
     rejects(
-        RateLimit::per_period(5, 86_401, 5),
+        RateLimit::per_period(5, 864_000_001, 5),
         "rateLimit.periodSeconds",
-        "at most 86400",
+        "at most 864000000",
     );
-    config(RateLimit::per_period(1, 86_400, 1))
+    config(RateLimit::per_period(1, 864_000_000, 1))
         .validate()
         .unwrap();
 }
