@@ -14,6 +14,7 @@ pub mod rbac;
 pub mod render;
 pub mod report;
 pub mod run;
+pub mod scope;
 mod target;
 pub mod wasm_plugin;
 pub mod watch;
