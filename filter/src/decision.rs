@@ -3,8 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::headers::{HeaderSink, RETRY_AFTER, Scratch, retry_after, retry_after_seconds};
-use crate::limiter::Bucket;
+use crate::headers::{HeaderSink, Level, RETRY_AFTER, Scratch, retry_after, retry_after_seconds};
 use crate::policy::{Counter, Limit, Policy};
 use crate::shared::Outcome;
 
@@ -24,8 +23,8 @@ pub enum Verdict {
 pub struct Decision {
     /// What happens to the request.
     pub verdict: Verdict,
-    /// The bucket after this request (for `r` and `t`).
-    pub bucket: Bucket,
+    /// What is left after this request (`r` and `t`).
+    pub level: Level,
     /// The shared-data update gave up; the request was allowed.
     pub exhausted: bool,
     /// The request used the overflow bucket.
@@ -45,7 +44,7 @@ pub fn decide(limit: &Limit, outcome: &Outcome) -> Decision {
     };
     Decision {
         verdict,
-        bucket: outcome.bucket,
+        level: Level::of(&limit.rate, &outcome.bucket),
         exhausted: outcome.exhausted,
         overflow: outcome.overflow,
     }
@@ -96,14 +95,14 @@ pub fn response_headers<'a>(
     };
     limit
         .style
-        .render_into(&limit.rate, &decision.bucket, &mut out);
+        .render_into(&decision.level, &mut out);
     if decision.verdict == Verdict::Limited {
         for (name, value) in &limit.headers {
             out.push((name.as_str(), Cow::Borrowed(value.as_str())));
         }
         out.push((
             RETRY_AFTER,
-            Cow::Owned(retry_after(&limit.rate, &decision.bucket)),
+            Cow::Owned(retry_after(&decision.level)),
         ));
     }
     out
@@ -134,12 +133,12 @@ pub fn each_response_header(
     };
     limit
         .style
-        .render_each(&limit.rate, &decision.bucket, scratch, &mut sink);
+        .render_each(&decision.level, scratch, &mut sink);
     if decision.verdict == Verdict::Limited {
         for (name, value) in &limit.headers {
             sink.set(name, value);
         }
-        let seconds = retry_after_seconds(&limit.rate, &decision.bucket);
+        let seconds = retry_after_seconds(&decision.level);
         sink.set(RETRY_AFTER, scratch.retry_after.decimal(seconds));
     }
 }
@@ -247,10 +246,8 @@ impl LocalReply {
             retry_after,
         } = scratch;
         let names = limit.style.names();
-        let values = limit
-            .style
-            .values(&limit.rate, &decision.bucket, ratelimit, reset);
-        let retry = retry_after.decimal(retry_after_seconds(&limit.rate, &decision.bucket));
+        let values = limit.style.values(&decision.level, ratelimit, reset);
+        let retry = retry_after.decimal(retry_after_seconds(&decision.level));
         for source in &self.sources {
             let pair = match *source {
                 Source::Response(i) => policy

@@ -1,5 +1,6 @@
 //! Rate-limit response headers. Pure: the fixed parts are rendered once per configuration, the
-//! per-request parts (`r`, `t`) from the bucket after the take.
+//! per-request parts (`r`, `t`) from the [`Level`] a request left behind: the local bucket's
+//! after the take, or the rate limit service's answer.
 
 use std::borrow::Cow;
 
@@ -17,6 +18,37 @@ pub const X_RATELIMIT_REMAINING: &str = "x-ratelimit-remaining";
 pub const X_RATELIMIT_RESET: &str = "x-ratelimit-reset";
 /// On limited responses.
 pub const RETRY_AFTER: &str = "retry-after";
+
+/// What the per-request headers say: whole tokens left (`r`) and whole seconds until the next
+/// one (`t`, 0 when nothing is missing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Level {
+    /// Whole tokens left.
+    pub remaining: u64,
+    /// Whole seconds until more are available (a token, or the service's window reset).
+    pub reset_seconds: u64,
+}
+
+impl Level {
+    /// The level of a local bucket.
+    #[inline(always)]
+    pub fn of(rate: &Rate, bucket: &Bucket) -> Level {
+        Level {
+            remaining: bucket.remaining(),
+            reset_seconds: bucket.reset_seconds(rate),
+        }
+    }
+
+    /// `t` for draft 03 (Envoy's local rate limit): 0 while a token is left.
+    #[inline(always)]
+    fn draft03_reset(&self) -> u64 {
+        if self.remaining > 0 {
+            0
+        } else {
+            self.reset_seconds
+        }
+    }
+}
 
 /// Where the response path writes headers, one at a time.
 pub trait HeaderSink {
@@ -87,24 +119,19 @@ impl HeaderStyle {
         }
     }
 
-    /// The headers for a response whose request left `bucket` behind. Values fixed by the
+    /// The headers for a response whose request left `level` behind. Values fixed by the
     /// configuration are borrowed, not rebuilt per request.
-    pub fn render(&self, rate: &Rate, bucket: &Bucket) -> Vec<(&str, Cow<'_, str>)> {
+    pub fn render(&self, level: &Level) -> Vec<(&str, Cow<'_, str>)> {
         let mut out = Vec::with_capacity(3);
-        self.render_into(rate, bucket, &mut out);
+        self.render_into(level, &mut out);
         out
     }
 
     /// `render`, appended to `out` (no `Vec` of its own: the local reply path).
-    pub fn render_into<'a>(
-        &'a self,
-        rate: &Rate,
-        bucket: &Bucket,
-        out: &mut Vec<(&'a str, Cow<'a, str>)>,
-    ) {
+    pub fn render_into<'a>(&'a self, level: &Level, out: &mut Vec<(&'a str, Cow<'a, str>)>) {
         match self {
             HeaderStyle::Ietf { policy, item } => {
-                let (remaining, reset) = (bucket.remaining(), bucket.reset_seconds(rate));
+                let (remaining, reset) = (level.remaining, level.reset_seconds);
                 let mut value = String::with_capacity(item.len().saturating_add(48));
                 value.push_str(item);
                 value.push_str(";r=");
@@ -116,15 +143,9 @@ impl HeaderStyle {
             }
             // Envoy's local rate limit: reset is 0 while a token is available.
             HeaderStyle::Draft03 { limit } => {
-                let remaining = bucket.remaining();
-                let reset = if remaining > 0 {
-                    Cow::Borrowed("0")
-                } else {
-                    Cow::Owned(decimal(bucket.reset_seconds(rate)))
-                };
                 out.push((X_RATELIMIT_LIMIT, Cow::Borrowed(limit.as_str())));
-                out.push((X_RATELIMIT_REMAINING, Cow::Owned(decimal(remaining))));
-                out.push((X_RATELIMIT_RESET, reset));
+                out.push((X_RATELIMIT_REMAINING, Cow::Owned(decimal(level.remaining))));
+                out.push((X_RATELIMIT_RESET, Cow::Owned(decimal(level.draft03_reset()))));
             }
             HeaderStyle::None => {}
         }
@@ -135,32 +156,22 @@ impl HeaderStyle {
     /// taken from `scratch`, which formats a number only when it differs from the previous
     /// response's.
     #[inline(always)]
-    pub fn render_each(
-        &self,
-        rate: &Rate,
-        bucket: &Bucket,
-        scratch: &mut Scratch,
-        sink: &mut impl HeaderSink,
-    ) {
+    pub fn render_each(&self, level: &Level, scratch: &mut Scratch, sink: &mut impl HeaderSink) {
         match self {
             HeaderStyle::Ietf { policy, item } => {
                 sink.add_list_member(RATELIMIT_POLICY, policy);
-                let value =
-                    scratch
-                        .ratelimit
-                        .ietf(item, bucket.remaining(), bucket.reset_seconds(rate));
+                let value = scratch
+                    .ratelimit
+                    .ietf(item, level.remaining, level.reset_seconds);
                 sink.add_list_member(RATELIMIT, value);
             }
             HeaderStyle::Draft03 { limit } => {
                 sink.set(X_RATELIMIT_LIMIT, limit);
-                let remaining = bucket.remaining();
-                sink.set(X_RATELIMIT_REMAINING, scratch.ratelimit.decimal(remaining));
-                let reset = if remaining > 0 {
-                    0
-                } else {
-                    bucket.reset_seconds(rate)
-                };
-                sink.set(X_RATELIMIT_RESET, scratch.reset.decimal(reset));
+                sink.set(
+                    X_RATELIMIT_REMAINING,
+                    scratch.ratelimit.decimal(level.remaining),
+                );
+                sink.set(X_RATELIMIT_RESET, scratch.reset.decimal(level.draft03_reset()));
             }
             HeaderStyle::None => {}
         }
@@ -182,26 +193,21 @@ impl HeaderStyle {
     /// scratch memos, as in `render_each`.
     pub fn values<'a>(
         &'a self,
-        rate: &Rate,
-        bucket: &Bucket,
+        level: &Level,
         ratelimit: &'a mut Memo,
         reset: &'a mut Memo,
     ) -> [&'a str; 3] {
         match self {
             HeaderStyle::Ietf { policy, item } => [
                 policy,
-                ratelimit.ietf(item, bucket.remaining(), bucket.reset_seconds(rate)),
+                ratelimit.ietf(item, level.remaining, level.reset_seconds),
                 "",
             ],
-            HeaderStyle::Draft03 { limit } => {
-                let remaining = bucket.remaining();
-                let seconds = if remaining > 0 {
-                    0
-                } else {
-                    bucket.reset_seconds(rate)
-                };
-                [limit, ratelimit.decimal(remaining), reset.decimal(seconds)]
-            }
+            HeaderStyle::Draft03 { limit } => [
+                limit,
+                ratelimit.decimal(level.remaining),
+                reset.decimal(level.draft03_reset()),
+            ],
             HeaderStyle::None => ["", "", ""],
         }
     }
@@ -301,13 +307,13 @@ pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `Retry-After` for a limited request: whole seconds until a token, at least 1 (and >= `t`).
-pub fn retry_after(rate: &Rate, bucket: &Bucket) -> String {
-    decimal(retry_after_seconds(rate, bucket))
+pub fn retry_after(level: &Level) -> String {
+    decimal(retry_after_seconds(level))
 }
 
 /// The number `retry_after` renders.
-pub fn retry_after_seconds(rate: &Rate, bucket: &Bucket) -> u64 {
-    bucket.reset_seconds(rate).max(1)
+pub fn retry_after_seconds(level: &Level) -> u64 {
+    level.reset_seconds.max(1)
 }
 
 /// `n` in decimal. Per request, so without `core::fmt` (several hundred wasm instructions per
@@ -372,7 +378,7 @@ mod tests {
 
     fn render<'a>(style: &'a HeaderStyle, rate: &Rate, bucket: &Bucket) -> Vec<(&'a str, String)> {
         style
-            .render(rate, bucket)
+            .render(&Level::of(rate, bucket))
             .into_iter()
             .map(|(n, v)| (n, v.into_owned()))
             .collect()
@@ -412,7 +418,7 @@ mod tests {
                 ("ratelimit", r#""slow";r=0;t=1"#.to_string()),
             ]
         );
-        assert_eq!(retry_after(&rate, &empty), "1");
+        assert_eq!(retry_after(&Level::of(&rate, &empty)), "1");
     }
 
     #[test]
@@ -456,7 +462,7 @@ mod tests {
             tokens: NANOS_PER_TOKEN - 1,
             updated_ns: 0,
         };
-        assert_eq!(retry_after(&rate, &nearly), "1");
+        assert_eq!(retry_after(&Level::of(&rate, &nearly)), "1");
         let slow = Rate::new(1, 1);
         let tenth = Bucket {
             tokens: NANOS_PER_TOKEN / 10,
