@@ -6,7 +6,7 @@
 use hrl_operator::crd::HeaderRateLimit;
 use hrl_operator::plan::{Settings, plan, plugin_config};
 use hrl_operator::render::parse_documents;
-use hrl_plugin_config::{HeaderMatch, Match, PathMatch};
+use hrl_plugin_config::{HeaderMatch, Key, Match, PathMatch};
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
@@ -200,4 +200,28 @@ fn a_match_is_not_sent_to_a_contract_1_filter_and_the_error_names_the_field() {
             (got, want) => panic!("{spec}: got {got:?}, want an error at {want:?}"),
         }
     }
+}
+
+#[test]
+fn the_login_example_limits_post_login_per_client_at_5_per_minute() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/login-per-minute.yaml"
+    );
+    let yaml = std::fs::read_to_string(path).expect("readable");
+    let hrl = parse_documents(&yaml).expect("parses").remove(0);
+    let config = plugin_config(&hrl).expect("valid");
+    let matches = config.matches.expect("a match");
+    assert_eq!(
+        (matches.methods, matches.paths),
+        (
+            vec!["POST".to_string()],
+            vec![PathMatch::Prefix("/login".into())]
+        )
+    );
+    let limit = config.rate_limit.expect("a limit");
+    assert_eq!(
+        (limit.tokens, limit.period_seconds, limit.key),
+        (5, 60, Key::ClientAddress)
+    );
 }

@@ -109,5 +109,5 @@ fn every_example_renders() {
         assert!(out.is_ok(), "{}: {:?}", entry.path().display(), out.err());
         count += 1;
     }
-    assert!(count >= 5, "expected the five examples, found {count}");
+    assert!(count >= 8, "expected the eight examples, found {count}");
 }
