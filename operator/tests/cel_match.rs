@@ -170,7 +170,9 @@ fn each_match_list_holds_at_most_16_entries_without_duplicates() {
 }
 
 /// The schema mirrors the contract: every value one accepts, the other does (the operator's
-/// check of a spec is the contract's, under the CRD's field paths).
+/// check of a spec is the contract's, under the CRD's field paths). One known gap is left out
+/// of the table: the schema bounds a header value in characters (`maxLength`), the contract in
+/// bytes, so 4096 characters with some non-ASCII pass the schema and fail the operator.
 #[test]
 fn the_schema_and_the_operator_agree_on_every_match_value() {
     let values = |field: &str, samples: &[&str]| -> Vec<Value> {
