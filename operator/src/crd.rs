@@ -11,7 +11,11 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod matching;
 mod schema;
+pub use matching::{
+    HOST_PATTERN, HeaderMatchSpec, METHOD_PATTERN, MatchSpec, PATH_PATTERN, PathMatchSpec,
+};
 pub use schema::{KNOWN_STRING_FORMATS, is_known_format, kubernetes_formats};
 use schema::{header_list_schema, header_map_schema, match_labels_schema};
 
@@ -66,13 +70,15 @@ pub struct HeaderRateLimitSpec {
     #[schemars(length(min = 1, max = 16))]
     pub target_refs: Option<Vec<TargetRef>>,
 
-    /// Response headers set on every response, as name: value. Names are lowercase RFC 9110
-    /// tokens; an existing header of the same name is replaced. At most 64.
+    /// Response headers set on every response (of the requests match selects), as name:
+    /// value. Names are lowercase RFC 9110 tokens; an existing header of the same name is
+    /// replaced. At most 64.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "header_map_schema")]
     pub headers: BTreeMap<String, String>,
 
-    /// Response header names removed from every response (for example x-powered-by). At most 64.
+    /// Response header names removed from every response (of the requests match selects),
+    /// for example x-powered-by. At most 64.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "header_list_schema")]
     pub remove_headers: Vec<String>,
@@ -81,6 +87,15 @@ pub struct HeaderRateLimitSpec {
     /// headers. Omit it for headers only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
+
+    /// Which requests the policy applies to (its headers, removals and limit): every field
+    /// that is set must match (one of methods, one of paths, one of hosts, all of headers).
+    /// Other requests pass untouched: no headers added or removed, no token taken. Omitted or
+    /// empty: every request. No regular expressions. Needs a filter of contract version 2.
+    /// Several limits on one workload (10/s and 10000/day, or /login apart from the rest) are
+    /// several HeaderRateLimits.
+    #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<MatchSpec>,
 
     /// What proxies do when the filter module cannot be fetched or loaded, or its VM fails:
     /// FailClose (default, requests fail), FailOpen (requests pass without the filter) or

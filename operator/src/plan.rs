@@ -2,7 +2,9 @@
 //!
 //! No IO, no clock: `reconcile` applies what this module decides. Every rule of
 //! `hrl-plugin-config` is checked under its CRD field path first, then
-//! [`PluginConfig::validate`] runs as a backstop, so an invalid plan is never applied.
+//! [`PluginConfig::validate`] runs as a backstop, so an invalid plan is never applied. The
+//! rules of `spec.match` are left to that backstop: its fields are the contract's, one to one,
+//! so the contract's field paths map straight back to the CRD.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +22,9 @@ use crate::crd::{
 };
 use crate::rate;
 use crate::target::target;
+use matching::matches;
+
+mod matching;
 use crate::wasm_plugin::{WasmPlugin, WasmPluginSpec};
 
 /// Field manager of every server-side apply the operator makes.
@@ -115,13 +120,15 @@ fn desired_wasm_plugin(
     let config = plugin_config(hrl)?;
     let needed = config.version();
     if needed > settings.filter_contract {
-        let field = if hrl
-            .spec
+        // The contract 2 fields, in the order the CRD lists them.
+        let field = if config
             .rate_limit
             .as_ref()
-            .is_some_and(|r| r.per.is_some())
+            .is_some_and(|r| r.period_seconds != 1)
         {
             "spec.rateLimit.per"
+        } else if config.matches.is_some() {
+            "spec.match"
         } else {
             "spec"
         };
@@ -192,7 +199,7 @@ pub fn plugin_config(hrl: &HeaderRateLimit) -> Result<PluginConfig, InvalidSpec>
         response_headers: headers("spec.headers", &spec.headers)?,
         remove_response_headers: removed(spec)?,
         rate_limit: spec.rate_limit.as_ref().map(rate_limit).transpose()?,
-        matches: None,
+        matches: spec.matches.as_ref().map(matches).transpose()?.flatten(),
     };
     // Backstop: the contract's own validation, its field path mapped back to the CRD.
     config
@@ -371,8 +378,10 @@ fn crd_path(spec: &HeaderRateLimitSpec, field: &str) -> String {
     if let Some(rest) = field.strip_prefix("removeResponseHeaders") {
         return format!("spec.removeHeaders{rest}");
     }
-    if field == "rateLimit.periodSeconds" {
-        return "spec.rateLimit.per".into();
+    // No arm for the rate fields (`tokensPerSecond`, `tokens`, `periodSeconds`): they are the
+    // wire form's names, and `tokens_per_period` has checked the rate under the CRD's names.
+    if let Some(rest) = field.strip_prefix("match.") {
+        return format!("spec.match.{rest}");
     }
     if let Some(rest) = field.strip_prefix("rateLimit.") {
         return format!("spec.rateLimit.{rest}");

@@ -118,6 +118,14 @@ fn typed_error(value: &Value) -> Option<String> {
 
 /// The first field of `original` that did not survive a round trip through the Rust types.
 fn unknown_field(path: &str, original: &Value, typed: &Value) -> Option<String> {
+    // List items are objects too (`targetRefs[]`, `match.paths[]`): a typo there counts.
+    if let (Value::Array(original), Value::Array(typed)) = (original, typed) {
+        return original
+            .iter()
+            .zip(typed)
+            .enumerate()
+            .find_map(|(i, (o, t))| unknown_field(&format!("{path}[{i}]"), o, t));
+    }
     let (Value::Object(original), Value::Object(typed)) = (original, typed) else {
         return None;
     };

@@ -1,45 +1,12 @@
-//! The CRD's own validation, evaluated client-side: its openAPIV3Schema (patterns, bounds)
-//! with jsonschema, and its CEL rules with kube-cel (the evaluator kube 5's `cel` feature uses;
-//! taken directly as a dev-dependency so the operator binary does not link a CEL engine).
+//! The CRD's own validation, evaluated client-side (see `cel_support`): examples, selector and
+//! targetRefs, headers, rates, and the cost of the CEL rules.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: failing loudly is the point
 
-use hrl_operator::crd::HeaderRateLimit;
-use kube::CustomResourceExt;
+mod cel_support;
+
+use cel_support::{rejected_with, rejections, schema};
 use serde_json::{Value, json};
-
-fn schema() -> Value {
-    let crd = serde_json::to_value(HeaderRateLimit::crd()).expect("CRD serialises");
-    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
-}
-
-/// Every message the API server would answer for `spec` (empty = accepted).
-fn rejections(spec: Value) -> Vec<String> {
-    let object = json!({"apiVersion": "hrl.dev/v1alpha1", "kind": "HeaderRateLimit", "metadata": {"name": "x", "namespace": "default"}, "spec": spec});
-    let schema = schema();
-    let validator = jsonschema::validator_for(&schema).expect("our schema compiles");
-    let mut out: Vec<String> = validator
-        .iter_errors(&object)
-        .map(|e| format!("{}: {e}", e.instance_path()))
-        .collect();
-    if let Err(errors) = kube_cel::validate(&schema, &object, None) {
-        out.extend(
-            errors
-                .as_slice()
-                .iter()
-                .map(|e| format!("{}: {}", e.field_path, e.message)),
-        );
-    }
-    out
-}
-
-fn rejected_with(spec: Value, needle: &str) {
-    let got = rejections(spec.clone());
-    assert!(
-        got.iter().any(|m| m.contains(needle)),
-        "{spec}: expected a rejection containing {needle:?}, got {got:?}"
-    );
-}
 
 #[test]
 fn every_example_is_accepted_by_the_schema_and_its_cel_rules() {

@@ -74,7 +74,11 @@ fn planned_examples(settings: &Settings) -> Vec<(String, Value)> {
             ));
         }
     }
-    assert!(out.len() >= 5, "expected the five examples");
+    assert!(
+        out.len() >= 8,
+        "expected the eight examples, found {}",
+        out.len()
+    );
     out
 }
 

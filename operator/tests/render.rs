@@ -55,6 +55,19 @@ fn a_typo_in_a_field_name_is_an_error_naming_the_field() {
 }
 
 #[test]
+fn a_typo_in_a_list_item_is_an_error_naming_the_item_and_field() {
+    let yaml = TWO.replace(
+        "tokensPerSecond: 1}",
+        "tokensPerSecond: 1}, match: {paths: [{exact: /a}, {exact: /b, prefx: /c}]}",
+    );
+    let err = parse_documents(&yaml).expect_err("unknown field");
+    assert_eq!(
+        err.to_string(),
+        "document 3: spec.match.paths[1].prefx: unknown field"
+    );
+}
+
+#[test]
 fn another_kind_is_rejected() {
     let err = parse_documents("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
         .expect_err("not ours");
@@ -96,5 +109,5 @@ fn every_example_renders() {
         assert!(out.is_ok(), "{}: {:?}", entry.path().display(), out.err());
         count += 1;
     }
-    assert!(count >= 5, "expected the five examples, found {count}");
+    assert!(count >= 8, "expected the eight examples, found {count}");
 }

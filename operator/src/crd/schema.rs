@@ -143,6 +143,11 @@ pub(super) fn header_keys_message_expression() -> String {
     )
 }
 
+/// CEL: `var` is not a framing or hop-by-hop header name.
+pub(super) fn forbidden_header_rule(var: &str) -> String {
+    format!("!({var} in {FORBIDDEN})")
+}
+
 pub(super) fn header_map_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hrl_playground::{Clock, Host, LogLevel, Module, Plugin};
-use hrl_plugin_config::{Key, PluginConfig, RateLimitHeaders};
+use hrl_plugin_config::{Key, Match, PathMatch, PluginConfig, RateLimitHeaders};
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -80,6 +80,9 @@ fn load_module(path: &Path) -> Result<Module> {
 
 fn describe(config: &PluginConfig) -> String {
     let mut out = format!("  policy {}\n", config.policy);
+    if let Some(matches) = &config.matches {
+        out.push_str(&format!("    applies to    {}\n", describe_match(matches)));
+    }
     for header in &config.response_headers {
         out.push_str(&format!(
             "    set header    {}: {}\n",
@@ -133,6 +136,41 @@ fn describe(config: &PluginConfig) -> String {
     out
 }
 
+/// `methods POST; paths /login (prefix); hosts a.com, *.a.com; headers x-tenant: beta`: the
+/// fields that are set, each any of, except headers (all of).
+fn describe_match(matches: &Match) -> String {
+    let mut parts = Vec::new();
+    if !matches.methods.is_empty() {
+        parts.push(format!("methods {}", matches.methods.join(", ")));
+    }
+    if !matches.paths.is_empty() {
+        let paths: Vec<String> = matches
+            .paths
+            .iter()
+            .map(|path| match path {
+                PathMatch::Exact(p) => format!("{p} (exact)"),
+                PathMatch::Prefix(p) => format!("{p} (prefix)"),
+            })
+            .collect();
+        parts.push(format!("paths {}", paths.join(", ")));
+    }
+    if !matches.hosts.is_empty() {
+        parts.push(format!("hosts {}", matches.hosts.join(", ")));
+    }
+    if !matches.headers.is_empty() {
+        let headers: Vec<String> = matches
+            .headers
+            .iter()
+            .map(|h| match &h.value {
+                Some(value) => format!("{}: {value}", h.name),
+                None => format!("{} (any value)", h.name),
+            })
+            .collect();
+        parts.push(format!("headers {}", headers.join(" and ")));
+    }
+    parts.join("; ")
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     if args.workers == 0 {
@@ -184,4 +222,68 @@ fn main() -> Result<()> {
         let pool = pool::Pool::start(workers);
         server::serve(listener, pool, upstream, shared).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use hrl_plugin_config::{HeaderMatch, Match, PathMatch, PluginConfig, RateLimit};
+
+    use super::describe;
+
+    fn config(matches: Option<Match>) -> PluginConfig {
+        PluginConfig {
+            policy: "default/login".into(),
+            response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
+            rate_limit: Some(RateLimit::per_period(5, 60, 5)),
+            matches,
+        }
+    }
+
+    #[test]
+    fn a_match_is_described_field_by_field_before_the_limit() {
+        let matches = Match {
+            methods: vec!["POST".into(), "PUT".into()],
+            paths: vec![
+                PathMatch::Exact("/login".into()),
+                PathMatch::Prefix("/api".into()),
+            ],
+            hosts: vec!["a.com".into(), "*.a.com".into()],
+            headers: vec![
+                HeaderMatch {
+                    name: "x-tenant".into(),
+                    value: Some("beta".into()),
+                },
+                HeaderMatch {
+                    name: "authorization".into(),
+                    value: None,
+                },
+            ],
+        };
+        let described = describe(&config(Some(matches)));
+        let lines: Vec<&str> = described.lines().take(3).collect();
+        assert_eq!(
+            lines,
+            [
+                "  policy default/login",
+                "    applies to    methods POST, PUT; paths /login (exact), /api (prefix); \
+                 hosts a.com, *.a.com; headers x-tenant: beta and authorization (any value)",
+                "    rate limit    5/1m, burst 5, one bucket for all requests",
+            ]
+        );
+    }
+
+    #[test]
+    fn only_the_fields_a_match_sets_are_described_and_no_match_says_nothing() {
+        let paths_only = Match {
+            paths: vec![PathMatch::Prefix("/login".into())],
+            ..Match::default()
+        };
+        let described = describe(&config(Some(paths_only)));
+        assert!(
+            described.contains("\n    applies to    paths /login (prefix)\n"),
+            "{described}"
+        );
+        assert!(!describe(&config(None)).contains("applies to"));
+    }
 }
