@@ -93,17 +93,12 @@ pub fn response_headers<'a>(
     let (Some(limit), Some(decision)) = (&policy.limit, decision) else {
         return out;
     };
-    limit
-        .style
-        .render_into(&decision.level, &mut out);
+    limit.style.render_into(&decision.level, &mut out);
     if decision.verdict == Verdict::Limited {
         for (name, value) in &limit.headers {
             out.push((name.as_str(), Cow::Borrowed(value.as_str())));
         }
-        out.push((
-            RETRY_AFTER,
-            Cow::Owned(retry_after(&decision.level)),
-        ));
+        out.push((RETRY_AFTER, Cow::Owned(retry_after(&decision.level))));
     }
     out
 }
@@ -131,9 +126,7 @@ pub fn each_response_header(
     let (Some(limit), Some(decision)) = (&policy.limit, decision) else {
         return;
     };
-    limit
-        .style
-        .render_each(&decision.level, scratch, &mut sink);
+    limit.style.render_each(&decision.level, scratch, &mut sink);
     if decision.verdict == Verdict::Limited {
         for (name, value) in &limit.headers {
             sink.set(name, value);

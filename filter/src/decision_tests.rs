@@ -1,7 +1,7 @@
 use hrl_plugin_config::{Header, PluginConfig, RateLimit, RateLimitHeaders};
 
 use super::*;
-use crate::limiter::Rate;
+use crate::limiter::Bucket;
 
 fn policy(rate_limit: Option<RateLimit>) -> Policy {
     Policy::compile(&PluginConfig {
@@ -167,11 +167,10 @@ fn counters_record_limited_exhausted_and_overflow() {
 fn retry_after_is_never_below_t() {
     for (tps, burst) in [(1, 1), (1, 10), (3, 7), (1000, 1), (u32::MAX, 1)] {
         let policy = policy(Some(RateLimit::new(tps, burst)));
-        let limit = policy.limit.as_ref().unwrap();
         let decision = nth(&policy, burst + 1);
         assert_eq!(decision.verdict, Verdict::Limited);
-        let t = decision.bucket.reset_seconds(&Rate::new(tps, burst));
-        let retry: u64 = crate::headers::retry_after(&limit.rate, &decision.bucket)
+        let t = decision.level.reset_seconds;
+        let retry: u64 = crate::headers::retry_after(&decision.level)
             .parse()
             .unwrap();
         assert!(

@@ -145,7 +145,11 @@ impl HeaderStyle {
             HeaderStyle::Draft03 { limit } => {
                 out.push((X_RATELIMIT_LIMIT, Cow::Borrowed(limit.as_str())));
                 out.push((X_RATELIMIT_REMAINING, Cow::Owned(decimal(level.remaining))));
-                out.push((X_RATELIMIT_RESET, Cow::Owned(decimal(level.draft03_reset()))));
+                let reset = match level.draft03_reset() {
+                    0 => Cow::Borrowed("0"),
+                    seconds => Cow::Owned(decimal(seconds)),
+                };
+                out.push((X_RATELIMIT_RESET, reset));
             }
             HeaderStyle::None => {}
         }
@@ -171,7 +175,10 @@ impl HeaderStyle {
                     X_RATELIMIT_REMAINING,
                     scratch.ratelimit.decimal(level.remaining),
                 );
-                sink.set(X_RATELIMIT_RESET, scratch.reset.decimal(level.draft03_reset()));
+                sink.set(
+                    X_RATELIMIT_RESET,
+                    scratch.reset.decimal(level.draft03_reset()),
+                );
             }
             HeaderStyle::None => {}
         }
@@ -468,8 +475,8 @@ mod tests {
             tokens: NANOS_PER_TOKEN / 10,
             updated_ns: 0,
         };
-        assert_eq!(retry_after(&slow, &tenth), "1");
-        assert_eq!(retry_after(&slow, &Bucket::full(&slow, 0)), "1");
+        assert_eq!(retry_after(&Level::of(&slow, &tenth)), "1");
+        assert_eq!(retry_after(&Level::of(&slow, &Bucket::full(&slow, 0))), "1");
     }
 
     #[test]
@@ -478,8 +485,11 @@ mod tests {
         let ietf = HeaderStyle::compile(Family::Ietf, "n", &rate);
         let draft03 = HeaderStyle::compile(Family::Draft03, "n", &rate);
         let bucket = after(&rate, 1);
-        assert!(matches!(ietf.render(&rate, &bucket)[0].1, Cow::Borrowed(_)));
-        let headers = draft03.render(&rate, &bucket);
+        assert!(matches!(
+            ietf.render(&Level::of(&rate, &bucket))[0].1,
+            Cow::Borrowed(_)
+        ));
+        let headers = draft03.render(&Level::of(&rate, &bucket));
         assert!(matches!(headers[0].1, Cow::Borrowed(_)));
         assert!(matches!(headers[2].1, Cow::Borrowed("0")));
     }
@@ -558,9 +568,13 @@ mod tests {
             for style in styles.iter().chain(styles.iter().rev()) {
                 let bucket = after(&rate, takes);
                 let mut seen = Vec::new();
-                style.render_each(&rate, &bucket, &mut scratch, &mut |n: &str, v: &str| {
-                    seen.push((n.to_string(), v.to_string()));
-                });
+                style.render_each(
+                    &Level::of(&rate, &bucket),
+                    &mut scratch,
+                    &mut |n: &str, v: &str| {
+                        seen.push((n.to_string(), v.to_string()));
+                    },
+                );
                 let expected: Vec<(String, String)> = render(style, &rate, &bucket)
                     .into_iter()
                     .map(|(n, v)| (n.to_string(), v))
@@ -579,8 +593,11 @@ mod tests {
             for takes in [0, 1, 3, 2] {
                 let bucket = after(&rate, takes);
                 let names = style.names();
-                let values =
-                    style.values(&rate, &bucket, &mut scratch.ratelimit, &mut scratch.reset);
+                let values = style.values(
+                    &Level::of(&rate, &bucket),
+                    &mut scratch.ratelimit,
+                    &mut scratch.reset,
+                );
                 let pairs: Vec<(&str, String)> = names
                     .iter()
                     .zip(values)

@@ -74,7 +74,7 @@ fn five_per_minute_resets_and_retries_after_twelve_seconds_when_empty() {
     assert!(!limited.allowed);
     assert_eq!(limited.bucket.reset_seconds(&rate), 12);
     assert_eq!(
-        crate::headers::retry_after_seconds(&rate, &limited.bucket),
+        crate::headers::retry_after_seconds(&crate::headers::Level::of(&rate, &limited.bucket)),
         12
     );
     // Half-way to the next token, 6 s remain.
