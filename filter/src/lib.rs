@@ -24,6 +24,7 @@ pub mod key;
 pub mod limiter;
 pub mod matching;
 pub mod policy;
+pub mod rls;
 pub mod shared;
 
 use std::cell::RefCell;
