@@ -138,6 +138,7 @@ impl RootContext for FilterRoot {
             configured: self.configured.clone(),
             decision: None,
             skipped: false,
+            decided: false,
         }))
     }
 
@@ -153,6 +154,11 @@ struct FilterHttp {
     decision: Option<Decision>,
     /// The policy's `match` left this request alone: its response is not touched either.
     skipped: bool,
+    /// The request-headers callback ran. It does not when a filter before this one answered
+    /// (an authorization denial): the proxy then has no request headers for this filter
+    /// (Envoy `Context::getMap`: `request_headers_` is set by its own `decodeHeaders`), so a
+    /// policy with a `match` cannot tell whether the reply is its business and leaves it alone.
+    decided: bool,
 }
 
 impl Context for FilterHttp {}
@@ -163,6 +169,7 @@ impl HttpContext for FilterHttp {
         let Some(configured) = self.configured.as_deref() else {
             return Action::Continue;
         };
+        self.decided = true;
         let (policy, counts) = (&configured.policy, &configured.metrics.counts);
         if let Some(matcher) = &policy.matcher
             && !matcher.matches(host::request_header)
@@ -225,9 +232,13 @@ impl HttpContext for FilterHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(configured) = self.configured.as_deref().filter(|_| !self.skipped) else {
+        let Some(configured) = self.configured.as_deref() else {
             return Action::Continue;
         };
+        let undecidable = !self.decided && configured.policy.matcher.is_some();
+        if self.skipped || undecidable {
+            return Action::Continue;
+        }
         for name in &configured.policy.remove_headers {
             host::remove_response_header(name);
         }

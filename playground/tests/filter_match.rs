@@ -236,3 +236,34 @@ fn two_policies_on_one_workload_each_apply_to_their_own_requests() {
     assert_eq!(counter(&mut host, "default/login", "requests"), 6);
     assert_eq!(counter(&mut host, "default/login", "skipped"), 1);
 }
+
+/// A reply sent by a filter earlier in the chain never reached this policy's request callback:
+/// a policy with a `match` cannot tell whether it matches and leaves it alone, while a policy
+/// without one decorates it as every response.
+#[test]
+fn a_reply_from_an_earlier_filter_gets_no_headers_from_a_policy_with_a_match() {
+    let first = limit_config("default/first", RateLimit::new(1, 1));
+    let everything = PluginConfig {
+        response_headers: vec![Header::new("x-everything", "1")],
+        ..limit_config("default/everything", RateLimit::new(100, 100))
+    };
+    let matched = PluginConfig {
+        response_headers: vec![Header::new("x-matched", "1")],
+        matches: Some(Match {
+            methods: vec!["GET".into()],
+            ..Match::default()
+        }),
+        ..limit_config("default/matched", RateLimit::new(100, 100))
+    };
+    let mut host = filter_host(&[first, everything, matched], 1);
+    let allowed = send(&mut host, Request::get("/"));
+    assert_eq!(allowed.status, 200);
+    assert_eq!(allowed.header("x-everything"), Some("1"));
+    assert_eq!(allowed.header("x-matched"), Some("1"));
+    let limited = send(&mut host, Request::get("/"));
+    assert_eq!(limited.status, 429, "the first policy answers");
+    assert_eq!(limited.header("x-everything"), Some("1"));
+    assert_eq!(limited.header("x-matched"), None);
+    assert_eq!(counter(&mut host, "default/matched", "requests"), 1);
+    assert_eq!(counter(&mut host, "default/matched", "skipped"), 0);
+}
