@@ -37,16 +37,32 @@ pub type HeaderPair<'a> = (&'a str, Cow<'a, str>);
 /// Turn the bucket outcome into a decision under the policy's `enforce`.
 #[inline(always)]
 pub fn decide(limit: &Limit, outcome: &Outcome) -> Decision {
-    let verdict = match (outcome.allowed, limit.enforce) {
-        (true, _) => Verdict::Allowed,
-        (false, true) => Verdict::Limited,
-        (false, false) => Verdict::DryRunLimited,
-    };
     Decision {
-        verdict,
+        verdict: verdict(outcome.allowed, limit.enforce),
         level: Level::of(&limit.rate, &outcome.bucket),
         exhausted: outcome.exhausted,
         overflow: outcome.overflow,
+    }
+}
+
+impl Decision {
+    /// The decision on a rate limit service's answer (or a failure standing in for one):
+    /// `allowed`, else limited under the policy's `enforce`.
+    pub fn of_service(limit: &Limit, allowed: bool, level: Level) -> Decision {
+        Decision {
+            verdict: verdict(allowed, limit.enforce),
+            level,
+            exhausted: false,
+            overflow: false,
+        }
+    }
+}
+
+fn verdict(allowed: bool, enforce: bool) -> Verdict {
+    match (allowed, enforce) {
+        (true, _) => Verdict::Allowed,
+        (false, true) => Verdict::Limited,
+        (false, false) => Verdict::DryRunLimited,
     }
 }
 

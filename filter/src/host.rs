@@ -130,6 +130,32 @@ pub fn request_header(name: &str) -> Option<Vec<u8>> {
         .flatten()
 }
 
+/// Starts a `ShouldRateLimit` call to the rate limit service at `upstream` (a serialized
+/// `GrpcService`); its token, or `None` when the proxy refuses (no such cluster).
+pub fn dispatch_rls(upstream: &str, message: &[u8], timeout: Duration) -> Option<u32> {
+    hostcalls::dispatch_grpc_call(
+        upstream,
+        crate::rls::SERVICE,
+        crate::rls::METHOD,
+        Vec::new(),
+        Some(message),
+        timeout,
+    )
+    .ok()
+}
+
+/// The message of the gRPC answer being delivered, if any.
+pub fn grpc_response(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+        .ok()
+        .flatten()
+}
+
+/// Lets a paused request go on upstream.
+pub fn resume_request() {
+    let _ignored = hostcalls::resume_http_request();
+}
+
 /// The downstream address (`source.address` property, e.g. `10.0.0.1:5000`), if known.
 pub fn source_address() -> Option<Vec<u8>> {
     hostcalls::get_property(vec!["source", "address"])

@@ -24,6 +24,7 @@ pub mod key;
 pub mod limiter;
 pub mod matching;
 pub mod policy;
+pub mod remote;
 pub mod rls;
 pub mod shared;
 
@@ -39,7 +40,8 @@ use crate::decision::{Decision, LocalReply, Verdict, counter_set, decide, each_r
 use crate::headers::{HeaderSink, Scratch};
 use crate::host::{HostStore, Metrics};
 use crate::key::{BucketKey, KeySource};
-use crate::policy::{Counter, Policy};
+use crate::policy::{Counter, Limit, Policy};
+use crate::remote::{Answer, Failure};
 
 proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(FilterRoot::default()) });
@@ -83,19 +85,7 @@ impl RootContext for FilterRoot {
         if let Some(previous) = self.configured.take() {
             previous.metrics.flush();
         }
-        let parsed = PluginConfig::from_json(&host::plugin_configuration()).and_then(|config| {
-            // Until the filter asks a rate limit service, a policy that needs one is refused
-            // rather than silently kept per proxy.
-            match config.rate_limit.as_ref().and_then(|l| l.service.as_ref()) {
-                Some(_) => Err(hrl_plugin_config::Invalid::new(
-                    "rateLimit.service",
-                    "is not supported by this filter build",
-                )
-                .into()),
-                None => Ok(config),
-            }
-        });
-        match parsed {
+        match PluginConfig::from_json(&host::plugin_configuration()) {
             Ok(config) => {
                 let policy = Policy::compile(&config);
                 let metrics = Metrics::define(&policy.metric_names);
@@ -139,6 +129,7 @@ impl RootContext for FilterRoot {
             decision: None,
             skipped: false,
             decided: false,
+            pending: None,
         }))
     }
 
@@ -159,9 +150,99 @@ struct FilterHttp {
     /// (Envoy `Context::getMap`: `request_headers_` is set by its own `decodeHeaders`), so a
     /// policy with a `match` cannot tell whether the reply is its business and leaves it alone.
     decided: bool,
+    /// The token of the rate limit service call the request waits for.
+    pending: Option<u32>,
 }
 
-impl Context for FilterHttp {}
+impl Context for FilterHttp {
+    /// The rate limit service answered (`status_code` 0 and the message), or the call failed.
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        if self.pending != Some(token_id) {
+            return;
+        }
+        self.pending = None;
+        let Some(configured) = self.configured.as_deref() else {
+            host::resume_request();
+            return;
+        };
+        let Some((limit, remote)) = configured
+            .policy
+            .limit
+            .as_ref()
+            .and_then(|limit| Some((limit, limit.remote.as_ref()?)))
+        else {
+            host::resume_request();
+            return;
+        };
+        let counts = &configured.metrics.counts;
+        let body = (status_code == 0).then(|| host::grpc_response(response_size));
+        let decision = match remote.judge(status_code, body.flatten().as_deref()) {
+            Answer::Allowed(level) => Some(Decision::of_service(limit, true, level)),
+            Answer::Limited(level) => Some(Decision::of_service(limit, false, level)),
+            Answer::Failed(failure) => {
+                counts.bump(match failure {
+                    Failure::Timeout => Counter::RlsTimeouts,
+                    Failure::Error => Counter::RlsErrors,
+                });
+                remote
+                    .on_failure()
+                    .map(|level| Decision::of_service(limit, false, level))
+            }
+        };
+        let goes_on = match decision {
+            Some(decision) => {
+                let (decision, goes_on) = settle(configured, limit, decision);
+                self.decision = Some(decision);
+                goes_on
+            }
+            // failureMode Allow: through, without rate-limit headers (nothing is known).
+            None => {
+                counts.bump_each(&counter_set(None));
+                true
+            }
+        };
+        if goes_on {
+            host::resume_request();
+        }
+    }
+}
+
+/// Counts `decision` and, when it limits, sends the local reply. Returns the decision to keep
+/// for the response and whether the request goes on upstream (false: the reply was sent).
+fn settle(configured: &Configured, limit: &Limit, decision: Decision) -> (Decision, bool) {
+    configured
+        .metrics
+        .counts
+        .bump_each(&counter_set(Some(&decision)));
+    if decision.verdict != Verdict::Limited {
+        return (decision, true);
+    }
+    // Read only on this path: an allowed request costs no extra host call.
+    let grpc = grpc::is_grpc(host::request_header("content-type").as_deref());
+    let policy = &configured.policy;
+    let send = |scratch: &mut Scratch| {
+        let headers = configured.local_reply.headers(policy, &decision, scratch);
+        if grpc {
+            host::send_grpc_exhausted(&headers, grpc::status_message(&limit.body))
+        } else {
+            host::send_local_reply(limit.status_code, headers, &limit.body)
+        }
+    };
+    // Never re-entered; a fresh scratch if it ever were, rather than a trap.
+    let sent = match configured.scratch.try_borrow_mut() {
+        Ok(mut scratch) => send(&mut scratch),
+        Err(_) => send(&mut Scratch::default()),
+    };
+    if sent {
+        return (decision, false);
+    }
+    // The host refused the local reply: let the request through rather than stall it.
+    let allowed = Decision {
+        verdict: Verdict::Allowed,
+        ..decision
+    };
+    (allowed, true)
+}
 
 impl HttpContext for FilterHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -190,6 +271,28 @@ impl HttpContext for FilterHttp {
             }
             KeySource::ClientAddress => BucketKey::from_address(host::source_address().as_deref()),
         };
+        if let Some(remote) = &limit.remote {
+            let mut message = Vec::new();
+            remote.request(&policy.id, &key, &mut message);
+            if let Some(token) = host::dispatch_rls(&remote.upstream, &message, remote.timeout) {
+                self.pending = Some(token);
+                return Action::Pause;
+            }
+            // The proxy would not start the call (no such cluster): a failure like any other.
+            counts.bump(Counter::RlsErrors);
+            let Some(level) = remote.on_failure() else {
+                counts.bump_each(&counter_set(None));
+                return Action::Continue;
+            };
+            let (decision, goes_on) =
+                settle(configured, limit, Decision::of_service(limit, false, level));
+            self.decision = Some(decision);
+            return if goes_on {
+                Action::Continue
+            } else {
+                Action::Pause
+            };
+        }
         let now = host::now_ns();
         let outcome = shared::take(
             &mut HostStore,
@@ -199,36 +302,13 @@ impl HttpContext for FilterHttp {
             &key,
             now,
         );
-        let decision = decide(limit, &outcome);
-        counts.bump_each(&counter_set(Some(&decision)));
+        let (decision, goes_on) = settle(configured, limit, decide(limit, &outcome));
         self.decision = Some(decision);
-        if decision.verdict != Verdict::Limited {
-            return Action::Continue;
+        if goes_on {
+            Action::Continue
+        } else {
+            Action::Pause
         }
-        // Read only on this path: an allowed request costs no extra host call.
-        let grpc = grpc::is_grpc(host::request_header("content-type").as_deref());
-        let send = |scratch: &mut Scratch| {
-            let headers = configured.local_reply.headers(policy, &decision, scratch);
-            if grpc {
-                host::send_grpc_exhausted(&headers, grpc::status_message(&limit.body))
-            } else {
-                host::send_local_reply(limit.status_code, headers, &limit.body)
-            }
-        };
-        // Never re-entered; a fresh scratch if it ever were, rather than a trap.
-        let sent = match configured.scratch.try_borrow_mut() {
-            Ok(mut scratch) => send(&mut scratch),
-            Err(_) => send(&mut Scratch::default()),
-        };
-        if sent {
-            return Action::Pause;
-        }
-        // The host refused the local reply: let the request through rather than stall it.
-        self.decision = Some(Decision {
-            verdict: Verdict::Allowed,
-            ..decision
-        });
-        Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {

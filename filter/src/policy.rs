@@ -7,6 +7,7 @@ use crate::headers::{Family, HeaderStyle, policy_name};
 use crate::key::KeySource;
 use crate::limiter::Rate;
 use crate::matching::RequestMatch;
+use crate::remote::Remote;
 
 /// Everything the filter does for one policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub struct Limit {
     pub enforce: bool,
     /// Shared-data keys.
     pub keys: StoreKeys,
+    /// The rate limit service that counts instead of the local bucket (`scope: Cluster`).
+    pub remote: Option<Remote>,
 }
 
 impl Limit {
@@ -113,10 +116,14 @@ pub enum Counter {
     Overflow = 5,
     /// Requests the policy's `match` left alone (not counted in `requests`).
     Skipped = 6,
+    /// Rate limit service calls that failed (transport, gRPC status, `UNKNOWN`, malformed).
+    RlsErrors = 7,
+    /// Rate limit service calls that timed out.
+    RlsTimeouts = 8,
 }
 
 /// Number of counters.
-pub const COUNTERS: usize = 7;
+pub const COUNTERS: usize = 9;
 const COUNTER_SUFFIXES: [&str; COUNTERS] = [
     "requests",
     "allowed",
@@ -125,6 +132,8 @@ const COUNTER_SUFFIXES: [&str; COUNTERS] = [
     "cas_exhausted",
     "overflow",
     "skipped",
+    "rls_errors",
+    "rls_timeouts",
 ];
 
 /// `hrl.<namespace>.<name>.<counter>` for every counter.
@@ -144,6 +153,16 @@ impl Policy {
         };
         let limit = config.rate_limit.as_ref().map(|rl| {
             let rate = Rate::per_period(rl.tokens, rl.period_seconds, rl.burst);
+            let remote = rl
+                .service
+                .as_ref()
+                .and_then(|service| Remote::compile(service, rl.tokens, rl.period_seconds));
+            // A service counts `tokens` per fixed window: the headers say so (q = tokens,
+            // w = the window), not the unused local burst.
+            let shown = match &remote {
+                Some(_) => Rate::per_period(rl.tokens, rl.period_seconds, rl.tokens),
+                None => rate,
+            };
             let family = match rl.rate_limit_headers {
                 RateLimitHeaders::Ietf => Family::Ietf,
                 RateLimitHeaders::Draft03 => Family::Draft03,
@@ -160,9 +179,10 @@ impl Policy {
                 status_code: u32::from(rl.status_code),
                 body: rl.body.clone(),
                 headers: pairs(&rl.headers),
-                style: HeaderStyle::compile(family, policy_name(&config.policy), &rate),
+                style: HeaderStyle::compile(family, policy_name(&config.policy), &shown),
                 enforce: rl.enforce,
                 keys: StoreKeys::new(&config.policy),
+                remote,
             }
         });
         Policy {

@@ -104,6 +104,8 @@ fn metric_names_carry_namespace_and_name() {
             "hrl.shop.checkout.cas_exhausted",
             "hrl.shop.checkout.overflow",
             "hrl.shop.checkout.skipped",
+            "hrl.shop.checkout.rls_errors",
+            "hrl.shop.checkout.rls_timeouts",
         ]
         .map(String::from)
     );

@@ -29,8 +29,8 @@ pub use rules::{
     MAX_TOKENS_PER_SECOND, MIN_MAX_KEYS, check_header_name, check_header_value, check_policy,
 };
 pub use service::{
-    DEFAULT_TIMEOUT_MS, FailureMode, MAX_SERVICE_NAME_BYTES, MAX_TIMEOUT_MS, RateLimitService,
-    SERVICE_PERIODS,
+    DEFAULT_TIMEOUT_MS, FailureMode, MAX_SERVICE_NAME_BYTES, MAX_TIMEOUT_MS, MAX_UPSTREAM_BYTES,
+    RateLimitService, SERVICE_PERIODS,
 };
 pub use version::CONTRACT_VERSION;
 

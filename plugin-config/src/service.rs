@@ -9,8 +9,12 @@ use crate::Invalid;
 pub const DEFAULT_TIMEOUT_MS: u32 = 100;
 /// Longest `timeoutMs`.
 pub const MAX_TIMEOUT_MS: u32 = 10_000;
-/// Longest `cluster`, `authority` and `domain`, in bytes.
+/// Longest `domain`, in bytes.
 pub const MAX_SERVICE_NAME_BYTES: usize = 512;
+/// Most bytes of `cluster` and `authority` together: the filter hands both to the proxy as one
+/// small protobuf message that has to be valid UTF-8 (the SDK takes it as a `&str`), which
+/// holds while every length in it is a one-byte varint.
+pub const MAX_UPSTREAM_BYTES: usize = 120;
 /// The periods RLS counts in (its fixed windows: a second, a minute, an hour, a day).
 pub const SERVICE_PERIODS: [u32; 4] = [1, 60, 3_600, 86_400];
 
@@ -93,6 +97,17 @@ pub(crate) fn check_service(
                 "must be 1 to 512 visible ASCII characters",
             ));
         }
+    }
+    if service
+        .cluster
+        .len()
+        .saturating_add(service.authority.len())
+        > MAX_UPSTREAM_BYTES
+    {
+        return Err(Invalid::new(
+            "rateLimit.service.cluster",
+            "cluster and authority together must be at most 120 bytes",
+        ));
     }
     if !(1..=MAX_TIMEOUT_MS).contains(&service.timeout_ms) {
         return Err(Invalid::new(

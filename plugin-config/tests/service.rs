@@ -76,7 +76,7 @@ fn cluster_authority_and_domain_are_visible_ascii_up_to_512_bytes() {
         ("rateLimit.service.authority", |s, v| s.authority = v),
         ("rateLimit.service.domain", |s, v| s.domain = v),
     ] {
-        for bad in [String::new(), "a b".into(), "x".repeat(513), "é".into()] {
+        for bad in [String::new(), "a b".into(), "é".into()] {
             let mut svc = service();
             set(&mut svc, bad);
             rejects(with_service(5, 1, svc), field, "1 to 512 visible ASCII");
@@ -105,5 +105,26 @@ fn a_service_without_version_two_is_refused() {
     assert!(
         err.to_string().contains("version: must be 2 or more"),
         "{err}"
+    );
+}
+
+#[test]
+fn cluster_and_authority_together_fit_in_a_one_byte_length() {
+    let mut svc = service();
+    svc.cluster = "c".repeat(60);
+    svc.authority = "a".repeat(60);
+    with_service(5, 1, svc.clone()).validate().unwrap();
+    svc.authority.push('a');
+    rejects(
+        with_service(5, 1, svc),
+        "rateLimit.service.cluster",
+        "at most 120 bytes",
+    );
+    let mut long_domain = service();
+    long_domain.domain = "d".repeat(513);
+    rejects(
+        with_service(5, 1, long_domain),
+        "rateLimit.service.domain",
+        "1 to 512",
     );
 }
