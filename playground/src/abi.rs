@@ -8,9 +8,11 @@ pub(crate) mod status {
     pub const NOT_FOUND: u32 = 1;
     pub const BAD_ARGUMENT: u32 = 2;
     pub const SERIALIZATION_FAILURE: u32 = 3;
+    pub const PARSE_FAILURE: u32 = 4;
     pub const INVALID_MEMORY_ACCESS: u32 = 6;
     pub const CAS_MISMATCH: u32 = 8;
     pub const INTERNAL_FAILURE: u32 = 10;
+    pub const UNIMPLEMENTED: u32 = 12;
 }
 
 /// `proxy_map_type_t`.
@@ -25,6 +27,7 @@ pub(crate) mod map_type {
 pub(crate) mod buffer_type {
     pub const HTTP_REQUEST_BODY: u32 = 0;
     pub const HTTP_RESPONSE_BODY: u32 = 1;
+    pub const GRPC_RECEIVE_BUFFER: u32 = 5;
     pub const VM_CONFIGURATION: u32 = 6;
     pub const PLUGIN_CONFIGURATION: u32 = 7;
     /// The largest buffer type of ABI 0.2.1 (`CallData`).
@@ -33,6 +36,14 @@ pub(crate) mod buffer_type {
 
 /// `proxy_action_t` returned by header/body callbacks.
 pub(crate) const ACTION_CONTINUE: u32 = 0;
+
+/// `proxy_stream_type_t` of `proxy_continue_stream`.
+pub(crate) mod stream_type {
+    pub const HTTP_REQUEST: u32 = 0;
+    pub const HTTP_RESPONSE: u32 = 1;
+    pub const DOWNSTREAM: u32 = 2;
+    pub const UPSTREAM: u32 = 3;
+}
 
 /// Log levels of `proxy_log`, as the SDK numbers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

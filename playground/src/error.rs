@@ -52,9 +52,10 @@ pub enum Error {
     /// A previous trap left this worker's VM unusable (Envoy marks such a VM failed too).
     #[error("worker {worker} is failed after an earlier trap")]
     VmFailed { worker: usize },
-    /// A callback returned Pause without sending a local reply; the stream would hang.
+    /// A callback returned Pause and nothing resumed the stream: no local reply, no
+    /// `proxy_continue_stream`, and no gRPC call left to answer; in Envoy it would hang.
     #[error(
-        "{callback} returned Pause without a local reply; the host does not resume paused streams"
+        "{callback} returned Pause and nothing resumed the stream (no local reply, no proxy_continue_stream, no gRPC call outstanding)"
     )]
     Paused { callback: &'static str },
     /// `finish_stream` was called with an id this worker does not know.

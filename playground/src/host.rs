@@ -1,5 +1,6 @@
 //! A proxy: one module, its plugins, several worker VMs and what they share.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use wasmtime::Store;
@@ -47,6 +48,7 @@ pub struct HostBuilder {
     echo_logs: bool,
     vm_id: String,
     count_host_calls: bool,
+    grpc_clusters: HashMap<String, String>,
 }
 
 impl HostBuilder {
@@ -93,6 +95,14 @@ impl HostBuilder {
         self
     }
 
+    /// A cluster `proxy_grpc_call` can reach: `name` (a plain cluster name or the
+    /// `envoy_grpc.cluster_name` of a serialized `GrpcService`) is served at `address`
+    /// (`host:port`, HTTP/2 without TLS). Calls to other clusters fail as in Envoy.
+    pub fn grpc_cluster(mut self, name: &str, address: &str) -> HostBuilder {
+        self.grpc_clusters.insert(name.into(), address.into());
+        self
+    }
+
     /// Starts every worker VM: instantiate, `_initialize`, and for each plugin
     /// `proxy_on_context_create`, `proxy_on_vm_start`, `proxy_on_configure`.
     pub fn build(self) -> Result<Host, Error> {
@@ -106,6 +116,7 @@ impl HostBuilder {
             self.clock,
             self.log_level,
             self.echo_logs,
+            self.grpc_clusters,
         ));
         let plugins: Arc<[PluginInfo]> = self
             .plugins
@@ -174,6 +185,7 @@ impl Host {
             echo_logs: false,
             vm_id: String::new(),
             count_host_calls: false,
+            grpc_clusters: HashMap::new(),
         }
     }
 

@@ -22,6 +22,7 @@
 mod abi;
 mod clock;
 mod error;
+mod grpc;
 mod guest;
 mod header_map;
 mod host;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::abi::LogLevel;
 use crate::clock::Clock;
+use crate::grpc::Upstreams;
 
 use rustc_hash::FxHashMap;
 
@@ -118,6 +119,7 @@ pub struct Shared {
     logs: Mutex<VecDeque<LogLine>>,
     log_level: LogLevel,
     echo_logs: bool,
+    grpc: Upstreams,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -125,7 +127,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(crate) fn new(vm_id: String, clock: Clock, log_level: LogLevel, echo_logs: bool) -> Shared {
+    pub(crate) fn new(
+        vm_id: String,
+        clock: Clock,
+        log_level: LogLevel,
+        echo_logs: bool,
+        grpc_clusters: HashMap<String, String>,
+    ) -> Shared {
         Shared {
             vm_id,
             clock,
@@ -134,7 +142,13 @@ impl Shared {
             logs: Mutex::new(VecDeque::new()),
             log_level,
             echo_logs,
+            grpc: Upstreams::new(grpc_clusters),
         }
+    }
+
+    /// The gRPC clusters and the runtime of `proxy_grpc_call`.
+    pub(crate) fn grpc(&self) -> &Upstreams {
+        &self.grpc
     }
 
     /// The VM id whose shared data this is (Istio leaves it empty, so all plugins of one

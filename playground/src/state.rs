@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use wasmtime::{Memory, TypedFunc};
 
+use crate::grpc::GrpcCalls;
 use crate::header_map::HeaderMap;
 use crate::http::{Request, Response};
 use crate::local_reply::{LocalReply, decimal, is_grpc_request};
@@ -38,6 +39,9 @@ pub(crate) struct StreamData {
     /// Set by `proxy_send_local_response`, acted on after the callback returns (as Envoy does).
     pub reply_pending: bool,
     pub reply: LocalReply,
+    /// Set by `proxy_continue_stream` (request, response), acted on when the callback that
+    /// paused, or a gRPC callback after it, returns (Envoy defers `continueDecoding` too).
+    pub resume: [bool; 2],
     pub source_address: String,
     pub destination_address: String,
 }
@@ -57,6 +61,7 @@ impl StreamData {
             grpc,
             reply_pending,
             reply,
+            resume,
             source_address,
             destination_address,
         } = self;
@@ -70,6 +75,7 @@ impl StreamData {
         *grpc = false;
         *reply_pending = false;
         reply.clear();
+        *resume = [false; 2];
         source_address.clear();
         destination_address.clear();
     }
@@ -77,6 +83,11 @@ impl StreamData {
     /// True (once) when the module sent a local reply since the last call.
     pub fn take_reply(&mut self) -> bool {
         std::mem::take(&mut self.reply_pending)
+    }
+
+    /// True (once) when the module resumed this direction (0 request, 1 response).
+    pub fn take_resume(&mut self, direction: usize) -> bool {
+        self.resume.get_mut(direction).is_some_and(std::mem::take)
     }
 
     /// The upstream's response becomes the stream's response (names lowercased).
@@ -133,6 +144,9 @@ pub(crate) struct Active {
     /// Inside a body callback: which body buffer is readable.
     pub body: Option<u32>,
     pub stream: Option<Box<StreamData>>,
+    /// The stream, while the effective context is not one of its contexts (a gRPC callback
+    /// on the root context, before `proxy_set_effective_context`).
+    pub hidden: Option<Box<StreamData>>,
 }
 
 /// Everything a host function needs; owned by the wasmtime `Store`.
@@ -140,11 +154,15 @@ pub(crate) struct VmState {
     pub worker: usize,
     pub shared: Arc<Shared>,
     pub plugins: Arc<[PluginInfo]>,
+    /// Root context id of each plugin, in plugin order.
+    pub roots: Vec<u32>,
     pub memory: Option<Memory>,
     pub malloc: Option<TypedFunc<u32, u32>>,
     pub active: Active,
     /// Tick period in milliseconds per root context id (0 = off).
     pub ticks: HashMap<u32, u32>,
+    /// Outstanding gRPC calls and what their callbacks read.
+    pub grpc: GrpcCalls,
     /// Metric ids of this VM (index + 1) -> the shared metric.
     pub metrics: Vec<Arc<Metric>>,
     /// State of the xorshift generator behind WASI `random_get` (deterministic on purpose).
@@ -162,10 +180,12 @@ impl VmState {
             worker,
             shared,
             plugins,
+            roots: Vec::new(),
             memory: None,
             malloc: None,
             active: Active::default(),
             ticks: HashMap::new(),
+            grpc: GrpcCalls::default(),
             metrics: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15 ^ (worker as u64 + 1),
             scratch: Vec::new(),

@@ -177,6 +177,18 @@ fn a_missing_policy_file_is_named() {
 }
 
 #[test]
+fn a_grpc_cluster_without_name_and_port_is_refused_naming_the_format() {
+    let policy = workspace("examples/seed-equivalent.yaml");
+    let error = fails(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--grpc-cluster",
+        "rls",
+    ]);
+    assert!(error.contains("\"rls\" is not NAME=HOST:PORT"), "{error}");
+}
+
+#[test]
 fn a_bad_policy_names_the_field() {
     let path = std::env::temp_dir().join(format!("hrl-bad-{}.yaml", std::process::id()));
     std::fs::write(

@@ -191,6 +191,8 @@ fn buffer(state: &VmState, kind: u32) -> Option<&[u8]> {
             .get(active.plugin)
             .map(|p| p.configuration.as_slice()),
         buffer_type::VM_CONFIGURATION => Some(&[]),
+        // Envoy: the root context's buffer, set during `on_grpc_receive` only.
+        buffer_type::GRPC_RECEIVE_BUFFER => state.grpc.received.as_deref(),
         buffer_type::HTTP_REQUEST_BODY | buffer_type::HTTP_RESPONSE_BODY
             if active.body == Some(kind) =>
         {

@@ -1,5 +1,6 @@
 //! The functions a module may import, and loud traps for the ones the host does not implement.
 
+mod calls;
 mod headers;
 mod proxy;
 mod wasi;
@@ -31,7 +32,7 @@ impl std::fmt::Display for Unimplemented {
 impl std::error::Error for Unimplemented {}
 
 /// A linker with every host function, plus a trapping stand-in for each other function the
-/// module imports (gRPC, HTTP calls, queues, ...): calling one fails with its name.
+/// module imports (HTTP calls, gRPC streams, queues, ...): calling one fails with its name.
 pub(crate) fn linker(
     engine: &Engine,
     module: &Module,
@@ -39,6 +40,7 @@ pub(crate) fn linker(
 ) -> Result<Linker<VmState>, Error> {
     let mut linker = Linker::new(engine);
     let linked = proxy::link(&mut linker)
+        .and_then(|()| calls::link(&mut linker))
         .and_then(|()| headers::link(&mut linker))
         .and_then(|()| wasi::link(&mut linker));
     linked.map_err(|e| Error::Instantiate(format!("{e:#}")))?;

@@ -1,5 +1,6 @@
 //! One VM instance of the module (Envoy runs one per worker thread) and its HTTP streams.
 
+mod grpc;
 mod stream;
 
 use std::collections::HashMap;
@@ -29,6 +30,9 @@ struct Calls {
     log: TypedFunc<u32, ()>,
     done: TypedFunc<u32, u32>,
     delete: TypedFunc<u32, ()>,
+    /// Optional, as in Envoy: without them an answered call is only forgotten.
+    grpc_receive: Option<TypedFunc<(u32, u32, u32), ()>>,
+    grpc_close: Option<TypedFunc<(u32, u32, u32), ()>>,
 }
 
 fn export<P: WasmParams, R: WasmResults>(
@@ -134,6 +138,8 @@ impl Worker {
             log: export(&instance, &mut store, "proxy_on_log")?,
             done: export(&instance, &mut store, "proxy_on_done")?,
             delete: export(&instance, &mut store, "proxy_on_delete")?,
+            grpc_receive: export(&instance, &mut store, "proxy_on_grpc_receive").ok(),
+            grpc_close: export(&instance, &mut store, "proxy_on_grpc_close").ok(),
         };
         let mut worker = Worker {
             index,
@@ -157,6 +163,7 @@ impl Worker {
     fn start_plugin(&mut self, plugin: usize, info: &PluginInfo) -> Result<(), Error> {
         let root = self.next_context_id();
         self.roots.push(root);
+        self.store.data_mut().roots.push(root);
         self.activate(root, plugin);
         self.invoke(|c| &c.context_create, "proxy_on_context_create", (root, 0))?;
         let logs_before = self.shared().log_count();
@@ -215,7 +222,40 @@ impl Worker {
             return Err(Error::VmFailed { worker: self.index });
         }
         let Worker { store, calls, .. } = self;
-        match pick(calls).call(&mut *store, params) {
+        let result = pick(calls).call(&mut *store, params);
+        self.returned(result, callback)
+    }
+
+    /// [`Worker::invoke`] for an optional export (cloned out of `calls`); `None` when the
+    /// module does not export it.
+    fn invoke_optional<P: WasmParams, R: WasmResults>(
+        &mut self,
+        pick: impl FnOnce(&Calls) -> Option<&TypedFunc<P, R>>,
+        callback: &'static str,
+        params: P,
+    ) -> Result<Option<R>, Error> {
+        if self.failed {
+            return Err(Error::VmFailed { worker: self.index });
+        }
+        let Some(func) = pick(&self.calls).cloned() else {
+            return Ok(None);
+        };
+        let result = func.call(&mut self.store, params);
+        self.returned(result, callback).map(Some)
+    }
+
+    fn returned<R>(
+        &mut self,
+        result: wasmtime::Result<R>,
+        callback: &'static str,
+    ) -> Result<R, Error> {
+        // The effective context ends with the callback (Envoy resets it too): the stream is
+        // the caller's again.
+        let active = &mut self.store.data_mut().active;
+        if let Some(stream) = active.hidden.take() {
+            active.stream = Some(stream);
+        }
+        match result {
             Ok(result) => Ok(result),
             Err(error) => {
                 self.failed = true;
@@ -290,6 +330,7 @@ impl Worker {
 
     /// Calls `proxy_on_tick` on every plugin with a tick period.
     pub fn tick(&mut self) -> Result<(), Error> {
+        self.deliver_answered()?;
         for (plugin, root) in self.roots.clone().into_iter().enumerate() {
             if self.store.data().ticks.get(&root).is_some_and(|ms| *ms > 0) {
                 self.activate(root, plugin);

@@ -86,6 +86,7 @@ impl Worker {
     /// Creates the stream's contexts and runs the request callbacks. True when a local reply
     /// ended the stream (its response callbacks have run too, as in Envoy).
     fn begin(&mut self, request: &Request) -> Result<bool, Error> {
+        self.deliver_answered()?;
         let mut stream = self.spare.take().unwrap_or_default();
         stream.reset();
         for _ in 0..self.roots.len() {
@@ -117,11 +118,10 @@ impl Worker {
             let headers = len32(self.stream()?.request_headers.len());
             let args = (context, headers, eos);
             let action = self.invoke(|c| &c.request_headers, "proxy_on_request_headers", args)?;
-            replied = self.stream()?.take_reply();
+            replied = self.settle(action, "proxy_on_request_headers", REQUEST)?;
             if replied {
                 break;
             }
-            self.check_continue(action, "proxy_on_request_headers")?;
         }
         if !replied && eos == 0 {
             for plugin in 0..self.roots.len() {
@@ -130,11 +130,10 @@ impl Worker {
                 self.store.data_mut().active.body = Some(buffer_type::HTTP_REQUEST_BODY);
                 let args = (context, len32(self.stream()?.request_body.len()), 1);
                 let action = self.invoke(|c| &c.request_body, "proxy_on_request_body", args)?;
-                replied = self.stream()?.take_reply();
+                replied = self.settle(action, "proxy_on_request_body", REQUEST)?;
                 if replied {
                     break;
                 }
-                self.check_continue(action, "proxy_on_request_body")?;
             }
         }
         if replied {
@@ -151,9 +150,29 @@ impl Worker {
         context.ok_or_else(|| Error::Usage(format!("no context for plugin {plugin}")))
     }
 
-    fn check_continue(&mut self, action: u32, callback: &'static str) -> Result<(), Error> {
-        if action == ACTION_CONTINUE {
-            return Ok(());
+    /// After a stream callback: true when the module sent a local reply. A Pause waits for
+    /// the module's gRPC calls and delivers them, one by one, until a callback replies or
+    /// resumes the stream (`proxy_continue_stream`); a stream still paused with nothing
+    /// outstanding would hang in Envoy and is `Error::Paused` here.
+    fn settle(
+        &mut self,
+        action: u32,
+        callback: &'static str,
+        direction: usize,
+    ) -> Result<bool, Error> {
+        loop {
+            let stream = self.stream()?;
+            if stream.take_reply() {
+                return Ok(true);
+            }
+            // Taken even on Continue: a stale resume must not end a later pause.
+            let resumed = stream.take_resume(direction);
+            if action == ACTION_CONTINUE || resumed {
+                return Ok(false);
+            }
+            if !self.deliver(true)? {
+                break;
+            }
         }
         self.end_contexts()?;
         self.spare = self.store.data_mut().active.stream.take();
@@ -170,11 +189,9 @@ impl Worker {
             let eos = u32::from(stream.response_body.is_empty());
             let args = (context, len32(stream.response_headers.len()), eos);
             let action = self.invoke(|c| &c.response_headers, "proxy_on_response_headers", args)?;
-            if self.stream()?.take_reply() {
+            if self.settle(action, "proxy_on_response_headers", RESPONSE)? {
                 // A reply sent while encoding replaces the response (not re-encoded here).
                 self.stream()?.set_response_from_reply();
-            } else {
-                self.check_continue(action, "proxy_on_response_headers")?;
             }
         }
         if !self.stream()?.response_body.is_empty() {
@@ -184,7 +201,9 @@ impl Worker {
                 self.store.data_mut().active.body = Some(buffer_type::HTTP_RESPONSE_BODY);
                 let args = (context, len32(self.stream()?.response_body.len()), 1);
                 let action = self.invoke(|c| &c.response_body, "proxy_on_response_body", args)?;
-                self.check_continue(action, "proxy_on_response_body")?;
+                if self.settle(action, "proxy_on_response_body", RESPONSE)? {
+                    self.stream()?.set_response_from_reply();
+                }
             }
         }
         self.end_contexts()
@@ -219,6 +238,10 @@ impl Worker {
     }
 }
 
-fn len32(len: usize) -> u32 {
+/// Directions of `proxy_continue_stream` (`StreamData::resume`).
+const REQUEST: usize = 0;
+const RESPONSE: usize = 1;
+
+pub(super) fn len32(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }

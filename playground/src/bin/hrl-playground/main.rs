@@ -36,6 +36,19 @@ struct Args {
     /// Lowest module log level printed: trace, debug, info, warn, error, critical.
     #[arg(long, default_value = "info", value_parser = parse_level)]
     log_level: LogLevel,
+    /// A cluster the module's proxy_grpc_call can reach (HTTP/2 without TLS), by the name
+    /// the module passes (or the envoy_grpc.cluster_name of a GrpcService). Repeatable.
+    #[arg(long = "grpc-cluster", value_name = "NAME=HOST:PORT", value_parser = parse_cluster)]
+    grpc_clusters: Vec<(String, String)>,
+}
+
+fn parse_cluster(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((name, address)) if !name.is_empty() && address.rsplit_once(':').is_some() => {
+            Ok((name.to_owned(), address.to_owned()))
+        }
+        _ => Err(format!("{value:?} is not NAME=HOST:PORT")),
+    }
 }
 
 fn parse_level(level: &str) -> Result<LogLevel, String> {
@@ -183,6 +196,9 @@ fn main() -> Result<()> {
         .clock(Clock::system())
         .log_level(args.log_level)
         .echo_logs(true);
+    for (name, address) in &args.grpc_clusters {
+        builder = builder.grpc_cluster(name, address);
+    }
     for config in &configs {
         let json = config.to_json().context("cannot serialize pluginConfig")?;
         builder = builder.plugin(Plugin::new(
@@ -217,6 +233,9 @@ fn main() -> Result<()> {
             print!("{}", describe(config));
         }
         println!("hrl-playground: upstream {upstream}");
+        for (name, address) in &args.grpc_clusters {
+            println!("hrl-playground: gRPC cluster {name} at {address} (h2c)");
+        }
         println!("hrl-playground: listening on http://{address}");
         let (shared, workers) = host.into_parts();
         let pool = pool::Pool::start(workers);
