@@ -150,16 +150,16 @@ struct FilterHttp {
     /// (Envoy `Context::getMap`: `request_headers_` is set by its own `decodeHeaders`), so a
     /// policy with a `match` cannot tell whether the reply is its business and leaves it alone.
     decided: bool,
-    /// The token of the rate limit service call the request waits for.
-    pending: Option<u32>,
+    /// The rate limit service call the request waits for: its token, and when it started.
+    pending: Option<(u32, u64)>,
 }
 
 impl Context for FilterHttp {
     /// The rate limit service answered (`status_code` 0 and the message), or the call failed.
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
-        if self.pending != Some(token_id) {
+        let Some((_, since_ns)) = self.pending.filter(|(token, _)| *token == token_id) else {
             return;
-        }
+        };
         self.pending = None;
         let Some(configured) = self.configured.as_deref() else {
             host::resume_request();
@@ -176,7 +176,9 @@ impl Context for FilterHttp {
         };
         let counts = &configured.metrics.counts;
         let body = (status_code == 0).then(|| host::grpc_response(response_size));
-        let decision = match remote.judge(status_code, body.flatten().as_deref()) {
+        let waited = Duration::from_nanos(host::now_ns().saturating_sub(since_ns));
+        let judged = remote.judge(status_code, waited, body.flatten().as_deref());
+        let decision = match judged {
             Answer::Allowed(level) => Some(Decision::of_service(limit, true, level)),
             Answer::Limited(level) => Some(Decision::of_service(limit, false, level)),
             Answer::Failed(failure) => {
@@ -274,8 +276,9 @@ impl HttpContext for FilterHttp {
         if let Some(remote) = &limit.remote {
             let mut message = Vec::new();
             remote.request(&policy.id, &key, &mut message);
+            let started = host::now_ns();
             if let Some(token) = host::dispatch_rls(&remote.upstream, &message, remote.timeout) {
-                self.pending = Some(token);
+                self.pending = Some((token, started));
                 return Action::Pause;
             }
             // The proxy would not start the call (no such cluster): a failure like any other.

@@ -77,9 +77,9 @@ impl Remote {
     }
 
     /// What the service's answer means. `status` is the gRPC status of the call (0 = OK),
-    /// `body` the response message.
-    pub fn judge(&self, status: u32, body: Option<&[u8]>) -> Answer {
-        if status == DEADLINE_EXCEEDED {
+    /// `waited` the time since the call started, `body` the response message.
+    pub fn judge(&self, status: u32, waited: Duration, body: Option<&[u8]>) -> Answer {
+        if self.is_timeout(status, waited) {
             return Answer::Failed(Failure::Timeout);
         }
         if status != 0 {
@@ -126,8 +126,21 @@ impl Remote {
     }
 }
 
-/// gRPC `DEADLINE_EXCEEDED`: what the proxy reports when the call timed out.
+/// gRPC `DEADLINE_EXCEEDED`.
 pub const DEADLINE_EXCEEDED: u32 = 4;
+/// gRPC `UNAVAILABLE`.
+pub const UNAVAILABLE: u32 = 14;
+
+impl Remote {
+    /// The call ran out of time. Envoy closes a timed-out call `UNAVAILABLE`, like a refused
+    /// connection (`router.cc` `onUpstreamTimeoutAbort` answers `504 upstream request
+    /// timeout`, which its async gRPC client maps to 14); what tells them apart is that a
+    /// timeout comes no earlier than the deadline. (The message would too, but the SDK's
+    /// `get_grpc_status` panics on a message that is not UTF-8.)
+    fn is_timeout(&self, status: u32, waited: Duration) -> bool {
+        status == DEADLINE_EXCEEDED || (status == UNAVAILABLE && waited >= self.timeout)
+    }
+}
 
 /// What the service said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -106,14 +106,22 @@ fn a_keyed_request_carries_its_key_as_hex_and_a_keyless_one_shares_the_policy_de
 fn ok_and_over_limit_answers_carry_what_is_left_and_when_it_resets() {
     let r = remote(5, 60);
     assert_eq!(
-        r.judge(0, Some(&answer(PbCode::Ok, 3, Some((41, 0))))),
+        r.judge(
+            0,
+            Duration::ZERO,
+            Some(&answer(PbCode::Ok, 3, Some((41, 0))))
+        ),
         Answer::Allowed(Level {
             remaining: 3,
             reset_seconds: 41
         })
     );
     assert_eq!(
-        r.judge(0, Some(&answer(PbCode::OverLimit, 0, Some((11, 1))))),
+        r.judge(
+            0,
+            Duration::ZERO,
+            Some(&answer(PbCode::OverLimit, 0, Some((11, 1))))
+        ),
         Answer::Limited(Level {
             remaining: 0,
             reset_seconds: 12
@@ -121,7 +129,7 @@ fn ok_and_over_limit_answers_carry_what_is_left_and_when_it_resets() {
         "a part second rounds up"
     );
     assert_eq!(
-        r.judge(0, Some(&answer(PbCode::OverLimit, 0, None))),
+        r.judge(0, Duration::ZERO, Some(&answer(PbCode::OverLimit, 0, None))),
         Answer::Limited(Level {
             remaining: 0,
             reset_seconds: 60
@@ -134,7 +142,7 @@ fn ok_and_over_limit_answers_carry_what_is_left_and_when_it_resets() {
     }
     .encode_to_vec();
     assert_eq!(
-        r.judge(0, Some(&bare)),
+        r.judge(0, Duration::ZERO, Some(&bare)),
         Answer::Allowed(Level {
             remaining: 0,
             reset_seconds: 60
@@ -145,21 +153,25 @@ fn ok_and_over_limit_answers_carry_what_is_left_and_when_it_resets() {
 #[test]
 fn timeouts_errors_unknown_and_malformed_answers_are_failures() {
     let r = remote(5, 60);
-    assert_eq!(r.judge(4, None), Answer::Failed(Failure::Timeout));
-    for status in [1, 2, 8, 13, 14, 16] {
-        assert_eq!(
-            r.judge(status, None),
-            Answer::Failed(Failure::Error),
-            "{status}"
-        );
-    }
-    assert_eq!(r.judge(0, None), Answer::Failed(Failure::Error));
+    let (early, deadline) = (Duration::from_millis(3), Duration::from_millis(100));
+    assert_eq!(r.judge(4, early, None), Answer::Failed(Failure::Timeout));
+    // Envoy: UNAVAILABLE at the deadline is its timeout, before it a refused connection.
     assert_eq!(
-        r.judge(0, Some(&answer(PbCode::Unknown, 0, None))),
+        r.judge(14, deadline, None),
+        Answer::Failed(Failure::Timeout)
+    );
+    assert_eq!(r.judge(14, early, None), Answer::Failed(Failure::Error));
+    for status in [1, 2, 8, 13, 14, 16] {
+        let judged = r.judge(status, early, None);
+        assert_eq!(judged, Answer::Failed(Failure::Error), "{status}");
+    }
+    assert_eq!(r.judge(0, early, None), Answer::Failed(Failure::Error));
+    assert_eq!(
+        r.judge(0, Duration::ZERO, Some(&answer(PbCode::Unknown, 0, None))),
         Answer::Failed(Failure::Error)
     );
     assert_eq!(
-        r.judge(0, Some(&[0x08])),
+        r.judge(0, Duration::ZERO, Some(&[0x08])),
         Answer::Failed(Failure::Error),
         "truncated"
     );
