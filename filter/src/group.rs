@@ -17,10 +17,10 @@ const VERSION: u8 = 2;
 const SPILLED: u8 = 1;
 /// Version and flags.
 const HEADER: usize = 2;
-/// Owner length, tokens, timestamp.
-const RECORD_HEAD: usize = 17;
-/// Bytes of an encoded level (tokens, timestamp).
-const LEVEL: usize = 16;
+/// Bytes of an encoded level (tokens, timestamp: `Bucket::level_bytes`).
+const LEVEL: usize = crate::limiter::LEVEL_LEN;
+/// Owner length, then the level.
+const RECORD_HEAD: usize = 1 + LEVEL;
 /// The largest record: the longest owner `key.rs` makes.
 const MAX_RECORD_BYTES: usize = RECORD_HEAD + MAX_KEY_BYTES + 1;
 /// The largest group value.
@@ -151,12 +151,13 @@ pub fn add(value: &mut Vec<u8>, rate: &Rate, now_ns: u64, owner: &[u8], bucket: 
     let Ok(len) = u8::try_from(owner.len()) else {
         return false;
     };
-    if !Group::decode(Some(value)).has_room(rate, now_ns) {
+    let group = Group::decode(Some(value));
+    if !group.has_room(rate, now_ns) {
         return false;
     }
-    if Group::decode(Some(value)).records().next().is_none() {
-        // Empty, foreign or with a broken first record: start over (flags kept if ours).
-        let flags = Group::decode(Some(value)).flags;
+    // Empty, foreign or with a broken first record: start over (flags kept if ours).
+    let (restart, flags) = (group.records().next().is_none(), group.flags);
+    if restart {
         value.clear();
         value.extend_from_slice(&[VERSION, flags]);
     }
@@ -181,7 +182,7 @@ pub fn add(value: &mut Vec<u8>, rate: &Rate, now_ns: u64, owner: &[u8], bucket: 
     }
     value.truncate(to);
     value.push(len);
-    value.extend_from_slice(&level_bytes(bucket));
+    value.extend_from_slice(&bucket.level_bytes());
     value.extend_from_slice(owner);
     true
 }
@@ -199,20 +200,9 @@ pub fn first<'b>(
     let (head, rest) = out.split_first_chunk_mut::<{ HEADER + 1 }>()?;
     *head = [VERSION, 0, len];
     let (level, tail) = rest.split_first_chunk_mut::<LEVEL>()?;
-    *level = level_bytes(bucket);
+    *level = bucket.level_bytes();
     tail.copy_from_slice(owner);
     Some(out)
-}
-
-/// A bucket's level as stored in a record.
-#[inline(always)]
-fn level_bytes(bucket: &Bucket) -> [u8; LEVEL] {
-    // Destructured, not an iterator chain: this runs per request.
-    let [t0, t1, t2, t3, t4, t5, t6, t7] = bucket.tokens.to_le_bytes();
-    let [u0, u1, u2, u3, u4, u5, u6, u7] = bucket.updated_ns.to_le_bytes();
-    [
-        t0, t1, t2, t3, t4, t5, t6, t7, u0, u1, u2, u3, u4, u5, u6, u7,
-    ]
 }
 
 /// Overwrite the bucket of the record at `at` in `value`, in place (the record's size does not
@@ -224,7 +214,7 @@ pub fn patch(value: &mut [u8], at: usize, bucket: &Bucket) -> bool {
         .and_then(|start| value.get_mut(start..)?.first_chunk_mut::<LEVEL>());
     match place {
         Some(place) => {
-            *place = level_bytes(bucket);
+            *place = bucket.level_bytes();
             true
         }
         None => false,

@@ -18,8 +18,10 @@ const VERSION: u8 = 1;
 /// clock was stepped back (NTP, VM resume): the bucket re-anchors to it, or it would not refill
 /// until the clock caught up again, which may be hours.
 pub const MAX_CLOCK_LAG_NS: u64 = NANOS_PER_SECOND;
-/// Length of an encoded bucket without its owner key.
-pub const ENCODED_LEN: usize = 17;
+/// Length of a bucket's level as stored (`Bucket::level_bytes`).
+pub const LEVEL_LEN: usize = 16;
+/// Length of an encoded bucket without its owner key: `VERSION` and the level.
+pub const ENCODED_LEN: usize = 1 + LEVEL_LEN;
 
 /// Refill rate and capacity of a bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,16 +209,28 @@ impl Bucket {
         nanos.div_ceil(NANOS_PER_SECOND)
     }
 
-    /// The shared-data value of a bucket with a fixed name: version, tokens, timestamp (little
-    /// endian), without an allocation.
+    /// The bucket's level as stored: tokens, then timestamp (little endian). A bucket with a
+    /// fixed name stores it after `VERSION` (`encode_named`), a keyed one in its group's
+    /// record (`group.rs`).
     #[inline(always)]
-    pub fn encode_named(&self) -> [u8; ENCODED_LEN] {
+    pub fn level_bytes(&self) -> [u8; LEVEL_LEN] {
         // Destructured, not an iterator chain: this runs per request and is ~20 instructions.
         let [t0, t1, t2, t3, t4, t5, t6, t7] = self.tokens.to_le_bytes();
         let [u0, u1, u2, u3, u4, u5, u6, u7] = self.updated_ns.to_le_bytes();
         [
-            VERSION, t0, t1, t2, t3, t4, t5, t6, t7, u0, u1, u2, u3, u4, u5, u6, u7,
+            t0, t1, t2, t3, t4, t5, t6, t7, u0, u1, u2, u3, u4, u5, u6, u7,
         ]
+    }
+
+    /// The shared-data value of a bucket with a fixed name: version, then `level_bytes`,
+    /// without an allocation.
+    #[inline(always)]
+    pub fn encode_named(&self) -> [u8; ENCODED_LEN] {
+        let mut out = [VERSION; ENCODED_LEN];
+        if let Some(level) = out.last_chunk_mut::<LEVEL_LEN>() {
+            *level = self.level_bytes();
+        }
+        out
     }
 
     /// Decode a shared-data value into the bucket and its owner key; None if it is not ours.
