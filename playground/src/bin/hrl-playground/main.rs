@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hrl_playground::{Clock, Host, LogLevel, Module, Plugin};
-use hrl_plugin_config::{Key, Match, PathMatch, PluginConfig, RateLimitHeaders};
+use hrl_plugin_config::{FailureMode, Key, Match, PathMatch, PluginConfig, RateLimitHeaders};
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -108,18 +108,15 @@ fn describe(config: &PluginConfig) -> String {
     match &config.rate_limit {
         None => out.push_str("    no rate limit (headers only)\n"),
         Some(limit) => {
+            // A rate limit service keeps one count per key, with no maxKeys of the proxy's.
+            let (unit, bound) = match &limit.service {
+                None => ("bucket", format!(" (at most {} keys)", limit.max_keys)),
+                Some(_) => ("count", String::new()),
+            };
             let key = match &limit.key {
-                Key::None => "one bucket for all requests".to_string(),
-                Key::Header(name) => format!(
-                    "one bucket per {name} header value (at most {} keys)",
-                    limit.max_keys
-                ),
-                Key::ClientAddress => {
-                    format!(
-                        "one bucket per client address (at most {} keys)",
-                        limit.max_keys
-                    )
-                }
+                Key::None => format!("one {unit} for all requests"),
+                Key::Header(name) => format!("one {unit} per {name} header value{bound}"),
+                Key::ClientAddress => format!("one {unit} per client address{bound}"),
             };
             let headers = match limit.rate_limit_headers {
                 RateLimitHeaders::Ietf => "RateLimit and RateLimit-Policy on every response",
@@ -130,10 +127,23 @@ fn describe(config: &PluginConfig) -> String {
             };
             // As `kubectl get hrl` shows it (status.rate): 2/s, 5/1m.
             let rate = hrl_operator::rate::display(limit.tokens, limit.period_seconds);
-            out.push_str(&format!(
-                "    rate limit    {rate}, burst {}, {key}\n",
-                limit.burst
-            ));
+            match &limit.service {
+                None => out.push_str(&format!(
+                    "    rate limit    {rate}, burst {}, {key}\n",
+                    limit.burst
+                )),
+                Some(service) => out.push_str(&format!(
+                    "    rate limit    {rate} in fixed windows, counted by the rate limit service \
+                     {} (domain {}, timeout {} ms, on failure {}), {key}\n",
+                    service.cluster,
+                    service.domain,
+                    service.timeout_ms,
+                    match service.failure_mode {
+                        FailureMode::Allow => "allow",
+                        FailureMode::Deny => "deny",
+                    }
+                )),
+            }
             out.push_str(&format!("    limit headers {headers}\n"));
             out.push_str(&format!(
                 "    when limited  status {} with retry-after{}\n",
@@ -245,7 +255,9 @@ fn main() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use hrl_plugin_config::{HeaderMatch, Match, PathMatch, PluginConfig, RateLimit};
+    use hrl_plugin_config::{
+        FailureMode, HeaderMatch, Key, Match, PathMatch, PluginConfig, RateLimit, RateLimitService,
+    };
 
     use super::describe;
 
@@ -304,5 +316,27 @@ mod tests {
             "{described}"
         );
         assert!(!describe(&config(None)).contains("applies to"));
+    }
+
+    #[test]
+    fn a_cluster_limit_names_its_service_and_counts_without_a_key_bound() {
+        let mut config = config(None);
+        config.rate_limit = Some(RateLimit {
+            key: Key::ClientAddress,
+            service: Some(RateLimitService {
+                failure_mode: FailureMode::Deny,
+                ..RateLimitService::new("outbound|8081||rls.example", "rls.example", "hrl")
+            }),
+            ..RateLimit::per_period(5, 60, 5)
+        });
+        let described = describe(&config);
+        assert!(
+            described.contains(
+                "\n    rate limit    5/1m in fixed windows, counted by the rate limit service \
+                 outbound|8081||rls.example (domain hrl, timeout 100 ms, on failure deny), one \
+                 count per client address\n"
+            ),
+            "{described}"
+        );
     }
 }
