@@ -13,7 +13,7 @@ use std::process::Command;
 use hrl_operator::cache::{LAST_APPLIED, strip};
 use hrl_operator::conditions::{Outcome, desired, merge};
 use hrl_operator::crd::{HeaderRateLimit, HeaderRateLimitStatus};
-use hrl_operator::plan::{Settings, plan};
+use hrl_operator::plan::{Observed, Settings, plan};
 use hrl_operator::render::parse_documents;
 use hrl_operator::wasm_plugin::WasmPlugin;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -104,7 +104,9 @@ fn template() -> (HeaderRateLimit, WasmPlugin) {
     let yaml = std::fs::read_to_string(path).expect("example");
     let mut hrl = parse_documents(&yaml).expect("parses").remove(0);
     hrl.metadata.uid = Some("0f3c4bde-1111-4a5e-9c57-000000000001".into());
-    let wp = plan(&hrl, &Settings::default()).wasm_plugin.expect("valid");
+    let wp = plan(&hrl, &Settings::default(), &Observed::default())
+        .wasm_plugin
+        .expect("valid");
     (hrl, wp)
 }
 
@@ -150,6 +152,7 @@ fn served_hrl(template: &HeaderRateLimit, i: usize) -> Value {
         wasm_plugin: Some(format!("hrl-web-{i}")),
         rate: Some("10/s".into()),
         conditions: merge(&[], &desired(&Outcome::Applied, "hrl-web"), Some(1), &time),
+        ..HeaderRateLimitStatus::default()
     });
     let mut value = serde_json::to_value(&hrl).unwrap();
     let spec_fields = fields(&value["spec"]);

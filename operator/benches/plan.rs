@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hrl_operator::plan::{Settings, plan, plugin_config};
+use hrl_operator::plan::{Observed, Settings, plan, plugin_config};
 use hrl_operator::render::parse_documents;
 
 fn example(name: &str) -> hrl_operator::crd::HeaderRateLimit {
@@ -25,7 +25,7 @@ fn bench(c: &mut Criterion) {
     ] {
         let hrl = example(name);
         c.bench_function(&format!("plan/{name}"), |b| {
-            b.iter(|| plan(black_box(&hrl), black_box(&settings)))
+            b.iter(|| plan(black_box(&hrl), black_box(&settings), &Observed::default()))
         });
         c.bench_function(&format!("plugin_config+to_json/{name}"), |b| {
             b.iter(|| plugin_config(black_box(&hrl)).map(|c| c.to_json()))

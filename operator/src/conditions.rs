@@ -15,6 +15,8 @@ pub mod reason {
     pub const ACCEPTED: &str = "Accepted";
     /// The spec breaks a rule; the message names the field.
     pub const INVALID: &str = "Invalid";
+    /// A scope: Cluster policy, and the installation has no rate limit service configured.
+    pub const RATE_LIMIT_SERVICE_NOT_CONFIGURED: &str = "RateLimitServiceNotConfigured";
     /// Programmed=True: the WasmPlugin is applied (created, updated or already matching).
     pub const WASM_PLUGIN_APPLIED: &str = "WasmPluginApplied";
     /// The API server refused or failed the apply.
@@ -34,6 +36,14 @@ pub enum Outcome {
     Applied,
     /// The spec is invalid (message names the field); nothing was applied.
     Invalid(String),
+    /// The spec is valid but this installation cannot serve it (reason says what it lacks,
+    /// message names the field and what to set); nothing was applied.
+    NotAccepted {
+        /// PascalCase reason, e.g. `RateLimitServiceNotConfigured`.
+        reason: &'static str,
+        /// `field: what to do`.
+        message: String,
+    },
     /// Istio's WasmPlugin CRD is missing.
     IstioNotInstalled,
     /// Applying failed (message from the API server).
@@ -48,6 +58,7 @@ impl Outcome {
         match self {
             Outcome::Applied => reason::WASM_PLUGIN_APPLIED,
             Outcome::Invalid(_) => reason::INVALID,
+            Outcome::NotAccepted { reason, .. } => reason,
             Outcome::IstioNotInstalled => reason::ISTIO_NOT_INSTALLED,
             Outcome::ApplyFailed(_) => reason::APPLY_FAILED,
             Outcome::Conflict(_) => reason::CONFLICT,
@@ -70,11 +81,22 @@ pub struct Desired {
 
 /// The Accepted, Programmed and Ready conditions for an outcome.
 pub fn desired(outcome: &Outcome, wasm_plugin: &str) -> [Desired; 3] {
+    desired_using(outcome, wasm_plugin, None)
+}
+
+/// [`desired`], where Programmed also names the rate limit service a Cluster policy uses.
+pub fn desired_using(outcome: &Outcome, wasm_plugin: &str, service: Option<&str>) -> [Desired; 3] {
     let accepted = match outcome {
         Outcome::Invalid(message) => Desired {
             type_: ACCEPTED,
             status: false,
             reason: reason::INVALID,
+            message: message.clone(),
+        },
+        Outcome::NotAccepted { reason, message } => Desired {
+            type_: ACCEPTED,
+            status: false,
+            reason,
             message: message.clone(),
         },
         _ => Desired {
@@ -89,13 +111,25 @@ pub fn desired(outcome: &Outcome, wasm_plugin: &str) -> [Desired; 3] {
             type_: PROGRAMMED,
             status: true,
             reason: reason::WASM_PLUGIN_APPLIED,
-            message: format!("WasmPlugin {wasm_plugin} is applied and matches the spec"),
+            message: match service {
+                None => format!("WasmPlugin {wasm_plugin} is applied and matches the spec"),
+                Some(service) => format!(
+                    "WasmPlugin {wasm_plugin} is applied and matches the spec; the rate limit \
+                     service {service} keeps the count"
+                ),
+            },
         },
         Outcome::Invalid(_) => Desired {
             type_: PROGRAMMED,
             status: false,
             reason: reason::INVALID,
             message: "not applied: the spec is invalid (an existing WasmPlugin keeps its last valid configuration)".into(),
+        },
+        Outcome::NotAccepted { reason, .. } => Desired {
+            type_: PROGRAMMED,
+            status: false,
+            reason,
+            message: "not applied: not accepted (an existing WasmPlugin keeps its last configuration)".into(),
         },
         Outcome::IstioNotInstalled => Desired {
             type_: PROGRAMMED,

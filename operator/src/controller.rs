@@ -14,10 +14,10 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::conditions::{self, Outcome};
+use crate::conditions::{self, Outcome, reason};
 use crate::crd::{HeaderRateLimit, HeaderRateLimitStatus};
 use crate::metrics::Metrics;
-use crate::plan::{FIELD_MANAGER, Settings, plan};
+use crate::plan::{FIELD_MANAGER, Observed, Settings, plan};
 use crate::report::{self, Applied};
 use crate::wasm_plugin::WasmPlugin;
 
@@ -102,11 +102,15 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
         let _ = tokio::time::timeout(STORE_WAIT, ready).await;
         ctx.store_waited.store(true, Ordering::Relaxed);
     }
-    let planned = plan(hrl, &ctx.settings);
+    let planned = plan(hrl, &ctx.settings, &Observed::default());
     let mut apply_error = None;
     let mut applied = false;
     let outcome = match &planned.wasm_plugin {
-        Err(invalid) => Outcome::Invalid(invalid.to_string()),
+        Err(invalid) if invalid.reason == reason::INVALID => Outcome::Invalid(invalid.to_string()),
+        Err(invalid) => Outcome::NotAccepted {
+            reason: invalid.reason,
+            message: invalid.to_string(),
+        },
         Ok(desired) if is_current(&ctx.wasm_plugins, desired) => Outcome::Applied,
         Ok(desired) => {
             let api = Api::<WasmPlugin>::namespaced(ctx.client.clone(), &namespace);
@@ -158,13 +162,16 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
     }
 
     let previous = hrl.status.clone().unwrap_or_default();
-    let desired = conditions::desired(&outcome, &planned.wasm_plugin_name);
+    let service = planned.scoped.service.as_deref();
+    let desired = conditions::desired_using(&outcome, &planned.wasm_plugin_name, service);
     let status = HeaderRateLimitStatus {
         observed_generation: hrl.metadata.generation,
         wasm_plugin: report::status_wasm_plugin(&outcome, &planned.wasm_plugin_name, || {
             owned_exists(ctx, hrl, &namespace, &planned.wasm_plugin_name)
         }),
         rate: planned.rate.clone(),
+        replicas: planned.scoped.replicas,
+        share: planned.scoped.share.clone(),
         conditions: conditions::merge(
             &previous.conditions,
             &desired,
@@ -186,15 +193,7 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
         }
         log_status_change(&namespace, &name, &previous, &status);
     }
-    publish_event(
-        ctx,
-        hrl,
-        &previous,
-        &outcome,
-        applied,
-        &planned.wasm_plugin_name,
-    )
-    .await;
+    publish_event(ctx, hrl, &previous, &outcome, applied, &desired).await;
     match apply_error {
         Some(error) => Err(Error::ApplyWasmPlugin(error)),
         // Both clear up without a change to this object (Istio installed, the other
@@ -291,9 +290,8 @@ async fn publish_event(
     previous: &HeaderRateLimitStatus,
     outcome: &Outcome,
     applied: bool,
-    wasm_plugin: &str,
+    desired: &[conditions::Desired; 3],
 ) {
-    let desired = conditions::desired(outcome, wasm_plugin);
     let programmed = &desired[1];
     let accepted = &desired[0];
     let shown = if outcome == &Outcome::Applied {
@@ -316,11 +314,10 @@ async fn publish_event(
         return;
     }
     let (type_, note) = match outcome {
-        Outcome::Applied => (
-            EventType::Normal,
-            format!("applied WasmPlugin {wasm_plugin}"),
-        ),
-        Outcome::Invalid(message) => (EventType::Warning, message.clone()),
+        Outcome::Applied => (EventType::Normal, programmed.message.clone()),
+        Outcome::Invalid(message) | Outcome::NotAccepted { message, .. } => {
+            (EventType::Warning, message.clone())
+        }
         _ => (EventType::Warning, shown.message.clone()),
     };
     let event = Event {

@@ -46,9 +46,12 @@ pub const HEADER_VALUE_PATTERN: &str = r"^[^\x00-\x08\x0a-\x1f\x7f]*$";
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Rate","type":"string","description":"Sustained rate: tokens per period, e.g. 2/s or 5/1m","jsonPath":".status.rate"}"#,
     printcolumn = r#"{"name":"Burst","type":"integer","description":"Bucket capacity (defaults to the rate)","jsonPath":".spec.rateLimit.burst"}"#,
+    printcolumn = r#"{"name":"Scope","type":"string","description":"Where the limit is kept: Proxy, Workload or Cluster","jsonPath":".spec.rateLimit.scope"}"#,
     printcolumn = r#"{"name":"WasmPlugin","type":"string","jsonPath":".status.wasmPlugin"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","priority":1,"description":"Serving pods a Workload-scope rate is split across","jsonPath":".status.replicas"}"#,
+    printcolumn = r#"{"name":"Share","type":"string","priority":1,"description":"Each proxy's share of a Workload-scope rate","jsonPath":".status.share"}"#,
     printcolumn = r#"{"name":"Key","type":"string","priority":1,"jsonPath":".spec.rateLimit.key.type"}"#,
     printcolumn = r#"{"name":"Enforce","type":"boolean","priority":1,"jsonPath":".spec.rateLimit.enforce"}"#,
     printcolumn = r#"{"name":"FailurePolicy","type":"string","priority":1,"jsonPath":".spec.failurePolicy"}"#
@@ -83,8 +86,9 @@ pub struct HeaderRateLimitSpec {
     #[schemars(schema_with = "header_list_schema")]
     pub remove_headers: Vec<String>,
 
-    /// A token bucket per proxy: requests over the rate get statusCode (429) with rate-limit
-    /// headers. Omit it for headers only.
+    /// A rate limit: requests over the rate get statusCode (429) with rate-limit headers. Kept
+    /// by each proxy (scope Proxy, default), split across the serving pods (Workload) or kept
+    /// by a rate limit service for all of them (Cluster). Omit it for headers only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
 
@@ -156,13 +160,16 @@ pub struct TargetRef {
     pub name: String,
 }
 
-/// The token bucket.
+/// The rate limit: a token bucket per proxy, or fixed windows counted by a rate limit service.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.tokensPerSecond) != (has(self.tokens) || has(self.per))").message("set either tokensPerSecond, or tokens and per"))]
 #[x_kube(validation = Rule::new("has(self.tokens) == has(self.per)").message("tokens and per go together"))]
 #[x_kube(validation = Rule::new("!has(self.per) || (duration(self.per) >= duration('1s') && duration(self.per) <= duration('24h'))").message("per must be between 1s and 24h"))]
 #[x_kube(validation = Rule::new("!has(self.tokens) || !has(self.per) || self.tokens <= 1000000 * duration(self.per).getSeconds()").message("tokens per per must be at most 1000000 per second"))]
+#[x_kube(validation = Rule::new(CLUSTER_PERIOD_RULE).message(CLUSTER_PERIOD_MESSAGE))]
+#[x_kube(validation = Rule::new("!has(self.burst) || !has(self.scope) || self.scope != 'Cluster'").message(CLUSTER_BURST_MESSAGE))]
+#[x_kube(validation = Rule::new("!has(self.failureMode) || (has(self.scope) && self.scope == 'Cluster')").message(FAILURE_MODE_MESSAGE))]
 pub struct RateLimitSpec {
     /// Tokens added to the bucket per second (the sustained request rate), 1 to 1000000. Set
     /// either this or tokens and per.
@@ -187,7 +194,8 @@ pub struct RateLimitSpec {
     pub per: Option<String>,
 
     /// Bucket capacity: how many requests may pass at once after a quiet period. At least 1;
-    /// defaults to tokensPerSecond (or tokens).
+    /// defaults to tokensPerSecond (or tokens). With scope Workload each proxy gets its share,
+    /// rounded up. Not with scope Cluster (fixed windows have no burst).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10_000_000))]
     pub burst: Option<u32>,
@@ -228,6 +236,59 @@ pub struct RateLimitSpec {
     /// but rate-limit headers are sent and would-be-limited requests are counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforce: Option<bool>,
+
+    /// Where the limit is kept. Proxy (default): each proxy has its own bucket, so N pods admit
+    /// N times the rate. Workload: the rate is split across the Ready pods the policy covers
+    /// (each proxy gets rate/N and burst/N, rounded up; the operator follows scaling); exact
+    /// when the load balancer spreads requests evenly. Cluster: every proxy asks the rate limit
+    /// service of the installation (Envoy RLS), one count for all pods in fixed windows of a
+    /// second, minute, hour or day (the rate must be per 1s, 1m, 1h or 24h; no burst); each
+    /// request waits for the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Proxy"))]
+    pub scope: Option<Scope>,
+
+    /// With scope Cluster only: what requests get when the rate limit service fails or does not
+    /// answer in time. Allow (default): they pass. Deny: they get the limited response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_mode: Option<FailureModeSpec>,
+}
+
+/// CEL: with scope Cluster the period is one an RLS window has (equivalent spellings such as
+/// `60s` for `1m` count, as the operator compares seconds too).
+const CLUSTER_PERIOD_RULE: &str = "!has(self.scope) || self.scope != 'Cluster' || !has(self.per) \
+|| duration(self.per).getSeconds() in [1, 60, 3600, 86400]";
+/// Message of [`CLUSTER_PERIOD_RULE`].
+pub const CLUSTER_PERIOD_MESSAGE: &str = "with scope Cluster the rate must be per 1s, 1m, 1h or \
+24h (tokensPerSecond, or tokens with per 1s, 1m, 1h or 24h): a rate limit service counts in fixed \
+windows of a second, minute, hour or day";
+/// Message of the rule that refuses burst with scope Cluster.
+pub const CLUSTER_BURST_MESSAGE: &str = "burst does not apply with scope Cluster: a rate limit \
+service counts fixed windows, not a token bucket; remove burst";
+/// Message of the rule that refuses failureMode without scope Cluster.
+pub const FAILURE_MODE_MESSAGE: &str = "failureMode applies only with scope Cluster (what \
+requests get when the rate limit service fails)";
+
+// Where a limit is kept. (a plain comment: a doc comment here would replace the field's `kubectl explain` text)
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum Scope {
+    /// A bucket per proxy.
+    #[default]
+    Proxy,
+    /// The rate split across the serving pods.
+    Workload,
+    /// One count for all pods, kept by the rate limit service.
+    Cluster,
+}
+
+// What requests get when the rate limit service fails. (a plain comment, see Scope)
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum FailureModeSpec {
+    /// Requests pass.
+    #[default]
+    Allow,
+    /// Requests get the limited response.
+    Deny,
 }
 
 /// How requests are grouped into buckets.
@@ -314,6 +375,14 @@ pub struct HeaderRateLimitStatus {
     /// without a rate limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<String>,
+    /// scope Workload: the Ready, non-terminating pods the rate is split across (absent for
+    /// other scopes, and until the operator has counted them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// scope Workload: each proxy's share of the rate as a person reads it, `100/3s` for
+    /// 100/s over 3 pods (absent for other scopes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
     /// Accepted (the spec is valid), Programmed (the WasmPlugin is applied and matches the
     /// spec) and Ready (both).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

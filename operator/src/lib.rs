@@ -13,6 +13,7 @@ pub mod rate;
 pub mod rbac;
 pub mod render;
 pub mod report;
+pub mod rls;
 pub mod run;
 pub mod scope;
 mod target;

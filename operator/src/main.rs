@@ -11,7 +11,8 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hrl_operator::leader::{self, LeaderElector, stopped};
 use hrl_operator::metrics::{self, Metrics};
-use hrl_operator::plan::{DEFAULT_FILTER_URL, Settings};
+use hrl_operator::plan::{DEFAULT_FILTER_URL, Observed, Settings};
+use hrl_operator::rls::{self, RlsSettings};
 use hrl_operator::run::{RunConfig, run};
 use hrl_plugin_config::CONTRACT_VERSION;
 use kube::{Api, Client};
@@ -40,6 +41,10 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         filter: FilterArgs,
+        /// For scope: Workload policies, the serving pods to split the rate across (the
+        /// controller counts them; without this flag each proxy gets the whole rate).
+        #[arg(long)]
+        replicas: Option<u32>,
     },
 }
 
@@ -59,6 +64,18 @@ struct FilterArgs {
     #[arg(long, env = "HRL_FILTER_CONTRACT_VERSION", default_value_t = CONTRACT_VERSION,
           value_parser = clap::value_parser!(u32).range(1..))]
     filter_contract_version: u32,
+    /// The rate limit service (Envoy RLS v3, e.g. envoyproxy/ratelimit) that scope: Cluster
+    /// policies use, as the FQDN and port of its Service:
+    /// ratelimit.hrl-system.svc.cluster.local:8081. Unset: Cluster policies are not accepted.
+    #[arg(long, env = "HRL_RLS_SERVICE")]
+    rls_service: Option<String>,
+    /// The RLS domain the limits live in (the service's config must have it).
+    #[arg(long, env = "HRL_RLS_DOMAIN", default_value = rls::DEFAULT_DOMAIN)]
+    rls_domain: String,
+    /// How long a request waits for the rate limit service (1ms to 10s, e.g. 100ms or 1s);
+    /// then the policy's failureMode decides.
+    #[arg(long, env = "HRL_RLS_TIMEOUT", default_value = rls::DEFAULT_TIMEOUT)]
+    rls_timeout: String,
 }
 
 #[derive(Debug, Args)]
@@ -107,12 +124,21 @@ fn parse_sha256(s: &str) -> Result<String, String> {
     }
 }
 
-fn settings(filter: FilterArgs) -> Settings {
-    Settings {
+/// The settings the flags give; Err names the flag and the rule.
+fn settings(filter: FilterArgs) -> anyhow::Result<Settings> {
+    let rls = filter
+        .rls_service
+        .as_deref()
+        .filter(|address| !address.is_empty())
+        .map(|address| RlsSettings::new(address, &filter.rls_domain, &filter.rls_timeout))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    Ok(Settings {
         filter_url: filter.filter_url,
         filter_sha256: filter.filter_sha256,
         filter_contract: filter.filter_contract_version,
-    }
+        rls,
+    })
 }
 
 #[tokio::main]
@@ -123,16 +149,21 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", hrl_operator::crd::crd_yaml()?);
             Ok(())
         }
-        Some(Command::Render { file, filter }) => {
+        Some(Command::Render {
+            file,
+            filter,
+            replicas,
+        }) => {
             let yaml = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())?
             } else {
                 std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?
             };
+            let observed = Observed { replicas };
             print!(
                 "{}",
-                hrl_operator::render::render(&yaml, &settings(filter))?
+                hrl_operator::render::render(&yaml, &settings(filter)?, &observed)?
             );
             Ok(())
         }
@@ -168,6 +199,10 @@ fn use_colour(format: LogFormat, is_terminal: bool, no_color: Option<&std::ffi::
 
 async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
+    let settings = settings(args.filter.clone())?;
+    if let Some(rls) = &settings.rls {
+        tracing::info!(service = %rls.describe(), timeout_ms = rls.timeout_ms, "scope: Cluster policies use this rate limit service");
+    }
     if args.filter.filter_sha256.is_none() && !args.allow_unpinned_filter {
         anyhow::bail!(
             "--filter-sha256 (HRL_FILTER_SHA256) is not set: pin the filter module with its \
@@ -199,7 +234,7 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     let pod_name = std::env::var("POD_NAME").ok();
     let host_name = std::fs::read_to_string("/etc/hostname").ok();
     let config = RunConfig {
-        settings: settings(args.filter),
+        settings,
         namespaces: args
             .namespaces
             .into_iter()

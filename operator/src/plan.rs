@@ -16,15 +16,20 @@ use hrl_plugin_config::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
+use crate::conditions::reason;
+use crate::crd::Scope;
 use crate::crd::{
     FailurePolicy, HeaderRateLimit, HeaderRateLimitSpec, KeyType, MAX_HEADER_NAME_BYTES, Phase,
     RateLimitHeadersSpec, RateLimitSpec,
 };
 use crate::rate;
+pub use crate::rls::RlsSettings;
 use crate::target::target;
 use matching::matches;
+pub use scoped::Scoped;
 
 mod matching;
+mod scoped;
 use crate::wasm_plugin::{WasmPlugin, WasmPluginSpec};
 
 /// Field manager of every server-side apply the operator makes.
@@ -47,6 +52,18 @@ pub struct Settings {
     /// `CONTRACT_VERSION`). A policy that needs a newer one is not applied: the filter would
     /// refuse it and Envoy would keep the old configuration while status said Programmed.
     pub filter_contract: u32,
+    /// The rate limit service `scope: Cluster` policies use; none = such policies are not
+    /// accepted.
+    pub rls: Option<RlsSettings>,
+}
+
+/// What the controller observed in the cluster that a plan depends on (an input like the
+/// spec, so `plan` stays pure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Observed {
+    /// scope Workload: the Ready, non-terminating pods the policy covers; none until counted
+    /// (a proxy then gets the whole rate, as one proxy of one).
+    pub replicas: Option<u32>,
 }
 
 /// Default filter URL: the image released with this operator version.
@@ -61,11 +78,13 @@ impl Default for Settings {
             filter_url: DEFAULT_FILTER_URL.into(),
             filter_sha256: None,
             filter_contract: CONTRACT_VERSION,
+            rls: None,
         }
     }
 }
 
-/// A spec that breaks a rule; Display is `field: rule`, with the CRD field path.
+/// A spec that breaks a rule (or that this installation cannot serve); Display is
+/// `field: rule`, with the CRD field path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {rule}")]
 pub struct InvalidSpec {
@@ -73,12 +92,16 @@ pub struct InvalidSpec {
     pub field: String,
     /// The broken rule.
     pub rule: String,
+    /// The Accepted=False reason: `Invalid`, or one naming what the installation lacks
+    /// (`RateLimitServiceNotConfigured`).
+    pub reason: &'static str,
 }
 
 pub(crate) fn invalid(field: impl Into<String>, rule: impl Into<String>) -> InvalidSpec {
     InvalidSpec {
         field: field.into(),
         rule: rule.into(),
+        reason: reason::INVALID,
     }
 }
 
@@ -92,12 +115,19 @@ pub struct Plan {
     /// The rate as a person reads it (`2/s`, `5/1m`), for `status.rate`; none without a limit
     /// or when the rate itself is invalid.
     pub rate: Option<String>,
+    /// What the scope did (replicas and share for Workload, the service for Cluster); empty
+    /// when the spec is invalid.
+    pub scoped: Scoped,
 }
 
-/// Plans the WasmPlugin for `hrl`.
-pub fn plan(hrl: &HeaderRateLimit, settings: &Settings) -> Plan {
+/// Plans the WasmPlugin for `hrl`, with what the controller observed (`observed`).
+pub fn plan(hrl: &HeaderRateLimit, settings: &Settings, observed: &Observed) -> Plan {
     let wasm_plugin_name = wasm_plugin_name(&hrl.name_any());
-    let wasm_plugin = desired_wasm_plugin(hrl, settings, &wasm_plugin_name);
+    let (wasm_plugin, scoped) =
+        match desired_wasm_plugin(hrl, settings, observed, &wasm_plugin_name) {
+            Ok((wasm_plugin, scoped)) => (Ok(wasm_plugin), scoped),
+            Err(invalid) => (Err(invalid), Scoped::default()),
+        };
     let rate = hrl
         .spec
         .rate_limit
@@ -108,25 +138,36 @@ pub fn plan(hrl: &HeaderRateLimit, settings: &Settings) -> Plan {
         wasm_plugin_name,
         wasm_plugin,
         rate,
+        scoped,
     }
 }
 
 fn desired_wasm_plugin(
     hrl: &HeaderRateLimit,
     settings: &Settings,
+    observed: &Observed,
     name: &str,
-) -> Result<WasmPlugin, InvalidSpec> {
+) -> Result<(WasmPlugin, Scoped), InvalidSpec> {
     let target = target(&hrl.spec)?;
-    let config = plugin_config(hrl)?;
-    let needed = config.version();
+    let (config, scoped) = scoped_plugin_config(hrl, settings, observed)?;
+    let limit = hrl.spec.rate_limit.as_ref();
+    let scope = limit.and_then(|r| r.scope).unwrap_or_default();
+    // Workload and Cluster need contract 2 whatever the replica count: a Workload share is a
+    // 1 s rate only when the count divides it, and a policy must not be accepted at 4 pods
+    // and refused at 3.
+    let needed = match scope {
+        Scope::Proxy => config.version(),
+        Scope::Workload | Scope::Cluster => config.version().max(2),
+    };
     if needed > settings.filter_contract {
         // The contract 2 fields, in the order the CRD lists them.
-        let field = if config
-            .rate_limit
-            .as_ref()
-            .is_some_and(|r| r.period_seconds != 1)
-        {
+        let per = limit
+            .and_then(|r| r.per.as_deref())
+            .and_then(|p| rate::parse_period(p).ok());
+        let field = if per.is_some_and(|p| p != 1) {
             "spec.rateLimit.per"
+        } else if scope != Scope::Proxy {
+            "spec.rateLimit.scope"
         } else if config.matches.is_some() {
             "spec.match"
         } else {
@@ -154,7 +195,7 @@ fn desired_wasm_plugin(
         "app.kubernetes.io/instance".to_string(),
         label_value(&hrl.name_any()),
     );
-    Ok(WasmPlugin {
+    let wasm_plugin = WasmPlugin {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
             namespace: Some(namespace(hrl)),
@@ -188,24 +229,49 @@ fn desired_wasm_plugin(
             ),
             type_: Some("HTTP".into()),
         },
-    })
+    };
+    Ok((wasm_plugin, scoped))
 }
 
-/// The filter configuration for `hrl`, validated; errors name the CRD field.
+/// The filter configuration for `hrl` with default settings (no rate limit service: a Cluster
+/// policy is refused) and nothing observed (a Workload policy gets the whole rate, as one
+/// proxy of one); errors name the CRD field. What one proxy alone would run, for the
+/// playground.
 pub fn plugin_config(hrl: &HeaderRateLimit) -> Result<PluginConfig, InvalidSpec> {
+    scoped_plugin_config(hrl, &Settings::default(), &Observed::default()).map(|(c, _)| c)
+}
+
+/// The filter configuration for `hrl` as `plan` writes it: the rate as its scope configures
+/// each proxy, validated; errors name the CRD field.
+pub fn scoped_plugin_config(
+    hrl: &HeaderRateLimit,
+    settings: &Settings,
+    observed: &Observed,
+) -> Result<(PluginConfig, Scoped), InvalidSpec> {
     let spec = &hrl.spec;
+    let response_headers = headers("spec.headers", &spec.headers)?;
+    let remove_response_headers = removed(spec)?;
+    let mut scoped = Scoped::default();
+    let rate_limit = match &spec.rate_limit {
+        Some(limit_spec) => {
+            let mut limit = rate_limit(limit_spec)?;
+            scoped = scoped::apply(limit_spec, &mut limit, settings, observed)?;
+            Some(limit)
+        }
+        None => None,
+    };
     let config = PluginConfig {
         policy: format!("{}/{}", namespace(hrl), hrl.name_any()),
-        response_headers: headers("spec.headers", &spec.headers)?,
-        remove_response_headers: removed(spec)?,
-        rate_limit: spec.rate_limit.as_ref().map(rate_limit).transpose()?,
+        response_headers,
+        remove_response_headers,
+        rate_limit,
         matches: spec.matches.as_ref().map(matches).transpose()?.flatten(),
     };
     // Backstop: the contract's own validation, its field path mapped back to the CRD.
     config
         .validate()
         .map_err(|e| invalid(crd_path(spec, &e.field), e.rule))?;
-    Ok(config)
+    Ok((config, scoped))
 }
 
 fn namespace(hrl: &HeaderRateLimit) -> String {
@@ -380,6 +446,10 @@ fn crd_path(spec: &HeaderRateLimitSpec, field: &str) -> String {
     }
     // No arm for the rate fields (`tokensPerSecond`, `tokens`, `periodSeconds`): they are the
     // wire form's names, and `tokens_per_period` has checked the rate under the CRD's names.
+    // Written from the operator's --rls-* settings, which are checked at startup.
+    if field.starts_with("rateLimit.service") {
+        return format!("spec.rateLimit.scope ({field}, from the operator's --rls-* settings)");
+    }
     if let Some(rest) = field.strip_prefix("match.") {
         return format!("spec.match.{rest}");
     }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::crd::HeaderRateLimit;
-use crate::plan::{InvalidSpec, Settings, plan};
+use crate::plan::{InvalidSpec, Observed, Settings, plan};
 
 /// Why a file could not be rendered; every variant names the document and the field.
 #[derive(Debug, thiserror::Error)]
@@ -154,11 +154,12 @@ fn is_empty(value: &Value) -> bool {
 }
 
 /// Renders the WasmPlugins for every HeaderRateLimit in `yaml` as a multi-document YAML
-/// string, in input order. Fails on the first invalid resource.
-pub fn render(yaml: &str, settings: &Settings) -> Result<String, RenderError> {
+/// string, in input order, as the controller would with `observed` (the serving pods a
+/// Workload policy is split across). Fails on the first invalid resource.
+pub fn render(yaml: &str, settings: &Settings, observed: &Observed) -> Result<String, RenderError> {
     let mut out = String::new();
     for hrl in parse_documents(yaml)? {
-        let planned = plan(&hrl, settings);
+        let planned = plan(&hrl, settings, observed);
         let wasm_plugin = planned.wasm_plugin.map_err(|source| RenderError::Invalid {
             namespace: hrl.metadata.namespace.clone().unwrap_or_default(),
             name: hrl.metadata.name.clone().unwrap_or_default(),

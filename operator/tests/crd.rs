@@ -49,9 +49,12 @@ fn the_crd_has_short_name_status_subresource_and_printer_columns() {
             ("Ready", 0),
             ("Rate", 0),
             ("Burst", 0),
+            ("Scope", 0),
             ("WasmPlugin", 0),
             ("Age", 0),
             ("Reason", 1),
+            ("Replicas", 1),
+            ("Share", 1),
             ("Key", 1),
             ("Enforce", 1),
             ("FailurePolicy", 1)

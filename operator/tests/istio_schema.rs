@@ -9,7 +9,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: failing loudly is the point
 
-use hrl_operator::plan::{Settings, plan};
+use hrl_operator::plan::{Observed, Settings, plan};
 use hrl_operator::render::parse_documents;
 use serde_json::{Value, json};
 
@@ -67,7 +67,9 @@ fn planned_examples(settings: &Settings) -> Vec<(String, Value)> {
         let yaml = std::fs::read_to_string(&path).expect("readable");
         for mut hrl in parse_documents(&yaml).expect("example parses") {
             hrl.metadata.uid = Some("0f3c4bde-1111-4a5e-9c57-000000000001".into());
-            let wp = plan(&hrl, settings).wasm_plugin.expect("example is valid");
+            let wp = plan(&hrl, settings, &Observed::default())
+                .wasm_plugin
+                .expect("example is valid");
             out.push((
                 path.display().to_string(),
                 serde_json::to_value(&wp).expect("serialises"),
@@ -146,8 +148,12 @@ spec:
   headers: {x-edge: '1'}
 ";
     let hrl = parse_documents(yaml).expect("fixture").remove(0);
-    let wp = serde_json::to_value(plan(&hrl, &Settings::default()).wasm_plugin.expect("valid"))
-        .expect("json");
+    let wp = serde_json::to_value(
+        plan(&hrl, &Settings::default(), &Observed::default())
+            .wasm_plugin
+            .expect("valid"),
+    )
+    .expect("json");
     assert_eq!(wp["spec"]["match"], json!([{"mode": "CLIENT"}]));
     assert_eq!(wp["spec"]["failStrategy"], "FAIL_RELOAD");
     let errors = istio_errors(&schema, &wp);

@@ -4,7 +4,7 @@
 
 use hrl_operator::conditions::{self, Outcome};
 use hrl_operator::crd::HeaderRateLimit;
-use hrl_operator::plan::{Settings, plan, plugin_config, wasm_plugin_name};
+use hrl_operator::plan::{Observed, Settings, plan, plugin_config, wasm_plugin_name};
 use hrl_operator::render::parse_documents;
 use hrl_plugin_config::{DEFAULT_BODY, Key, PluginConfig, RateLimitHeaders};
 use pretty_assertions::assert_eq;
@@ -23,7 +23,7 @@ fn hrl(spec: &str) -> HeaderRateLimit {
 }
 
 fn planned_spec(spec: &str, settings: &Settings) -> serde_json::Value {
-    match plan(&hrl(spec), settings).wasm_plugin {
+    match plan(&hrl(spec), settings, &Observed::default()).wasm_plugin {
         Ok(wp) => serde_json::to_value(&wp).unwrap_or_default(),
         Err(e) => panic!("unexpected invalid spec: {e}"),
     }
@@ -264,7 +264,9 @@ fn long_names_are_shortened_deterministically_within_kubernetes_limits() {
     assert_ne!(name, wasm_plugin_name(&format!("{}b", "a".repeat(252))));
     let mut object = hrl(&format!("{SELECTOR}headers: {{x-a: b}}"));
     object.metadata.name = Some(long);
-    let wp = plan(&object, &Settings::default()).wasm_plugin.ok();
+    let wp = plan(&object, &Settings::default(), &Observed::default())
+        .wasm_plugin
+        .ok();
     let instance = wp
         .and_then(|w| w.metadata.labels)
         .and_then(|l| l.get("app.kubernetes.io/instance").cloned());
@@ -300,7 +302,7 @@ fn each_invalid_spec_names_its_field_and_plans_no_wasm_plugin() {
         (format!("{SELECTOR}removeHeaders: [{}]", "x".repeat(257)), "spec.removeHeaders[0]: must be at most 256 bytes".into()),
     ];
     for (spec, want) in cases {
-        let planned = plan(&hrl(&spec), &Settings::default());
+        let planned = plan(&hrl(&spec), &Settings::default(), &Observed::default());
         let got = planned.wasm_plugin.as_ref().err().map(ToString::to_string);
         assert_eq!(got.as_deref(), Some(want.as_str()), "spec:\n{spec}");
         let [accepted, programmed, ready] =
@@ -318,7 +320,7 @@ fn each_invalid_spec_names_its_field_and_plans_no_wasm_plugin() {
 fn too_many_headers_is_invalid() {
     let many: Vec<String> = (0..65).map(|i| format!("x-{i}: v")).collect();
     let spec = format!("{SELECTOR}headers: {{{}}}", many.join(", "));
-    let got = plan(&hrl(&spec), &Settings::default())
+    let got = plan(&hrl(&spec), &Settings::default(), &Observed::default())
         .wasm_plugin
         .err()
         .map(|e| e.to_string());
@@ -333,6 +335,7 @@ fn tokens_per_period_maps_to_the_general_form_and_burst_defaults_to_tokens() {
     let planned = plan(
         &hrl(&format!("{SELECTOR}rateLimit: {{tokens: 5, per: 1m}}")),
         &Settings::default(),
+        &Observed::default(),
     );
     assert_eq!(planned.rate.as_deref(), Some("5/1m"));
     let wp = serde_json::to_value(planned.wasm_plugin.expect("valid")).expect("json");
@@ -353,6 +356,7 @@ fn a_one_second_rate_keeps_the_first_contract_so_older_filters_read_it() {
         let planned = plan(
             &hrl(&format!("{SELECTOR}rateLimit: {{{spec}}}")),
             &Settings::default(),
+            &Observed::default(),
         );
         assert_eq!(planned.rate.as_deref(), Some("2/s"), "{spec}");
         let wp = serde_json::to_value(planned.wasm_plugin.expect("valid")).expect("json");
@@ -371,6 +375,7 @@ fn a_policy_the_installed_filter_cannot_read_is_not_applied_and_says_why() {
     let slow = plan(
         &hrl(&format!("{SELECTOR}rateLimit: {{tokens: 5, per: 1m}}")),
         &old_filter,
+        &Observed::default(),
     );
     let error = slow.wasm_plugin.expect_err("not for a contract-1 filter");
     assert_eq!(error.field, "spec.rateLimit.per");
@@ -383,6 +388,7 @@ fn a_policy_the_installed_filter_cannot_read_is_not_applied_and_says_why() {
     let fast = plan(
         &hrl(&format!("{SELECTOR}rateLimit: {{tokensPerSecond: 5}}")),
         &old_filter,
+        &Observed::default(),
     );
     assert!(fast.wasm_plugin.is_ok(), "a 1s rate is contract 1");
 }
@@ -427,6 +433,7 @@ fn each_invalid_rate_form_names_its_field() {
         let planned = plan(
             &hrl(&format!("{SELECTOR}rateLimit: {{{spec}}}")),
             &Settings::default(),
+            &Observed::default(),
         );
         assert_eq!(
             planned.wasm_plugin.map(|_| ()).map_err(|e| e.to_string()),

@@ -4,7 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: failing loudly is the point
 
 use hrl_operator::crd::HeaderRateLimit;
-use hrl_operator::plan::{Settings, plan, plugin_config};
+use hrl_operator::plan::{Observed, Settings, plan, plugin_config};
 use hrl_operator::render::parse_documents;
 use hrl_plugin_config::{HeaderMatch, Key, Match, PathMatch};
 use pretty_assertions::assert_eq;
@@ -59,7 +59,11 @@ fn a_match_maps_field_by_field_in_order_to_the_plugin_config() {
 
 #[test]
 fn the_wasm_plugin_carries_the_match_as_contract_version_2() {
-    let planned = plan(&hrl(&format!("{SELECTOR}{LOGIN}")), &Settings::default());
+    let planned = plan(
+        &hrl(&format!("{SELECTOR}{LOGIN}")),
+        &Settings::default(),
+        &Observed::default(),
+    );
     let wp = serde_json::to_value(planned.wasm_plugin.expect("valid")).expect("json");
     let config = &wp["spec"]["pluginConfig"];
     assert_eq!(config["version"], 2, "match is a contract 2 field");
@@ -83,7 +87,7 @@ fn an_empty_match_applies_to_every_request_and_keeps_the_first_contract() {
         "match: {methods: [], paths: [], hosts: [], headers: []}",
     ] {
         let spec = format!("{SELECTOR}{empty}\nrateLimit: {{tokensPerSecond: 5}}");
-        let planned = plan(&hrl(&spec), &Settings::default());
+        let planned = plan(&hrl(&spec), &Settings::default(), &Observed::default());
         let wp = serde_json::to_value(planned.wasm_plugin.expect("valid")).expect("json");
         let config = &wp["spec"]["pluginConfig"];
         assert_eq!(config.get("match"), None, "{empty}");
@@ -158,7 +162,7 @@ fn each_invalid_match_names_its_crd_field_and_rule() {
     ];
     for (matches, want) in cases {
         let spec = format!("{SELECTOR}match:\n  {matches}");
-        let got = plan(&hrl(&spec), &Settings::default())
+        let got = plan(&hrl(&spec), &Settings::default(), &Observed::default())
             .wasm_plugin
             .map(|_| ())
             .map_err(|e| e.to_string());
@@ -185,7 +189,11 @@ fn a_match_is_not_sent_to_a_contract_1_filter_and_the_error_names_the_field() {
         ("match: {}\nrateLimit: {tokensPerSecond: 5}", None),
     ];
     for (spec, want) in cases {
-        let planned = plan(&hrl(&format!("{SELECTOR}{spec}")), &old_filter);
+        let planned = plan(
+            &hrl(&format!("{SELECTOR}{spec}")),
+            &old_filter,
+            &Observed::default(),
+        );
         match (planned.wasm_plugin, want) {
             (Err(error), Some(field)) => {
                 assert_eq!(error.field, field, "{spec}");

@@ -2,7 +2,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: failing loudly is the point
 
-use hrl_operator::plan::Settings;
+use hrl_operator::plan::{Observed, Settings};
 use hrl_operator::render::{RenderError, parse_documents, render};
 
 const TWO: &str = "---
@@ -36,7 +36,7 @@ fn every_document_is_parsed_in_order_and_a_missing_namespace_is_default() {
 
 #[test]
 fn render_prints_one_wasm_plugin_per_resource() {
-    let out = render(TWO, &Settings::default()).expect("valid");
+    let out = render(TWO, &Settings::default(), &Observed::default()).expect("valid");
     assert_eq!(out.matches("kind: WasmPlugin").count(), 2);
     assert!(
         out.contains("name: hrl-a") && out.contains("namespace: team"),
@@ -90,7 +90,7 @@ fn a_wrong_type_is_an_error_naming_the_field() {
 #[test]
 fn an_invalid_resource_fails_the_render_with_its_name_and_field() {
     let yaml = TWO.replace("tokensPerSecond: 1}", "tokensPerSecond: 0}");
-    let err = render(&yaml, &Settings::default())
+    let err = render(&yaml, &Settings::default(), &Observed::default())
         .expect_err("invalid")
         .to_string();
     assert_eq!(
@@ -105,7 +105,7 @@ fn every_example_renders() {
     let mut count = 0;
     for entry in std::fs::read_dir(dir).expect("examples/ exists").flatten() {
         let yaml = std::fs::read_to_string(entry.path()).expect("readable");
-        let out = render(&yaml, &Settings::default());
+        let out = render(&yaml, &Settings::default(), &Observed::default());
         assert!(out.is_ok(), "{}: {:?}", entry.path().display(), out.err());
         count += 1;
     }

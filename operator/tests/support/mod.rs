@@ -12,7 +12,7 @@ use hrl_operator::conditions::{self, Outcome};
 use hrl_operator::controller::{Context, Error, reconcile};
 use hrl_operator::crd::{HeaderRateLimit, HeaderRateLimitStatus};
 use hrl_operator::metrics::Metrics;
-use hrl_operator::plan::{Settings, plan};
+use hrl_operator::plan::{Observed, Settings, plan};
 use hrl_operator::render::parse_documents;
 use hrl_operator::report;
 use hrl_operator::wasm_plugin::WasmPlugin;
@@ -48,7 +48,7 @@ pub fn valid() -> HeaderRateLimit {
 }
 
 pub fn desired(hrl: &HeaderRateLimit) -> WasmPlugin {
-    plan(hrl, &Settings::default())
+    plan(hrl, &Settings::default(), &Observed::default())
         .wasm_plugin
         .expect("valid plan")
 }
@@ -66,8 +66,9 @@ pub fn with_status(mut hrl: HeaderRateLimit, outcome: &Outcome) -> HeaderRateLim
         observed_generation: Some(3),
         // What the operator reports when nothing of ours existed besides what it applied.
         wasm_plugin: report::status_wasm_plugin(outcome, "hrl-web", || false),
-        rate: plan(&hrl, &Settings::default()).rate,
+        rate: plan(&hrl, &Settings::default(), &Observed::default()).rate,
         conditions: conditions::merge(&[], &desired, Some(3), &now),
+        ..HeaderRateLimitStatus::default()
     });
     hrl
 }
