@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use hrl_operator::plan::{Observed, Settings};
+use hrl_operator::rls::RlsSettings;
 use hrl_playground::{Clock, Host, LogLevel, Module, Plugin};
 use hrl_plugin_config::{FailureMode, Key, Match, PathMatch, PluginConfig, RateLimitHeaders};
 
@@ -40,7 +42,20 @@ struct Args {
     /// the module passes (or the envoy_grpc.cluster_name of a GrpcService). Repeatable.
     #[arg(long = "grpc-cluster", value_name = "NAME=HOST:PORT", value_parser = parse_cluster)]
     grpc_clusters: Vec<(String, String)>,
+    /// The rate limit service (Envoy RLS v3, e.g. hrl-rls or envoyproxy/ratelimit) that
+    /// `scope: Cluster` policies ask, at this local address. Policies are rendered as the
+    /// operator would with `--rls-service` set to the in-mesh name below, whose cluster maps
+    /// here.
+    #[arg(long, value_name = "HOST:PORT")]
+    rls: Option<String>,
+    /// The RLS domain of `scope: Cluster` policies.
+    #[arg(long, default_value = hrl_operator::rls::DEFAULT_DOMAIN)]
+    rls_domain: String,
 }
+
+/// The in-mesh name the playground renders `scope: Cluster` policies with (`--rls` maps its
+/// cluster to the local address).
+const RLS_SERVICE: &str = "hrl-rls.playground.svc.cluster.local:8081";
 
 fn parse_cluster(value: &str) -> Result<(String, String), String> {
     match value.split_once('=') {
@@ -63,8 +78,13 @@ fn parse_level(level: &str) -> Result<LogLevel, String> {
     })
 }
 
-/// Reads the policy file and renders each HeaderRateLimit's pluginConfig (operator code).
-fn load_policies(path: &Path) -> Result<Vec<PluginConfig>> {
+/// Reads the policy file and renders each HeaderRateLimit's pluginConfig (operator code, with
+/// the playground's rate limit service if there is one; one proxy of one for `Workload`).
+fn load_policies(path: &Path, rls: Option<&RlsSettings>) -> Result<Vec<PluginConfig>> {
+    let settings = Settings {
+        rls: rls.cloned(),
+        ..Settings::default()
+    };
     let yaml = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read policy file {}", path.display()))?;
     let documents = hrl_operator::render::parse_documents(&yaml)
@@ -75,7 +95,8 @@ fn load_policies(path: &Path) -> Result<Vec<PluginConfig>> {
     documents
         .iter()
         .map(|hrl| {
-            hrl_operator::plan::plugin_config(hrl)
+            hrl_operator::plan::scoped_plugin_config(hrl, &settings, &Observed::default())
+                .map(|(config, _)| config)
                 .with_context(|| format!("invalid HeaderRateLimit in {}", path.display()))
         })
         .collect()
@@ -199,14 +220,30 @@ fn main() -> Result<()> {
     if args.workers == 0 {
         bail!("--workers must be at least 1");
     }
-    let configs = load_policies(&args.policy)?;
+    let rls = match &args.rls {
+        Some(address) => {
+            let settings = RlsSettings::new(
+                RLS_SERVICE,
+                &args.rls_domain,
+                hrl_operator::rls::DEFAULT_TIMEOUT,
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+            Some((settings, address.clone()))
+        }
+        None => None,
+    };
+    let mut clusters = args.grpc_clusters.clone();
+    if let Some((settings, address)) = &rls {
+        clusters.push((settings.cluster(), address.clone()));
+    }
+    let configs = load_policies(&args.policy, rls.as_ref().map(|(settings, _)| settings))?;
     let module = load_module(&args.module)?;
     let mut builder = Host::builder(&module)
         .workers(args.workers)
         .clock(Clock::system())
         .log_level(args.log_level)
         .echo_logs(true);
-    for (name, address) in &args.grpc_clusters {
+    for (name, address) in &clusters {
         builder = builder.grpc_cluster(name, address);
     }
     for config in &configs {
@@ -243,7 +280,7 @@ fn main() -> Result<()> {
             print!("{}", describe(config));
         }
         println!("hrl-playground: upstream {upstream}");
-        for (name, address) in &args.grpc_clusters {
+        for (name, address) in &clusters {
             println!("hrl-playground: gRPC cluster {name} at {address} (h2c)");
         }
         println!("hrl-playground: listening on http://{address}");
