@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -19,10 +20,15 @@ use crate::crd::{HeaderRateLimit, HeaderRateLimitStatus};
 use crate::metrics::Metrics;
 use crate::plan::{FIELD_MANAGER, Observed, Settings, plan};
 use crate::report::{self, Applied};
+use crate::scope;
+use crate::throttle::{self, Decision, LastApply};
 use crate::wasm_plugin::WasmPlugin;
 
 /// Longest wait for the WasmPlugin store at startup.
 pub const STORE_WAIT: Duration = Duration::from_secs(10);
+/// How soon a Workload policy is tried again while the pod cache has not synced (it is not
+/// applied before its pods are counted: a proxy would get the whole rate meanwhile).
+pub const POD_CACHE_WAIT: Duration = Duration::from_secs(2);
 
 /// Why a reconciliation failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +58,11 @@ pub struct Context {
     pub failures: Arc<Mutex<HashMap<(String, String), u32>>>,
     /// Set once the WasmPlugin store has synced (or we stopped waiting for it).
     pub store_waited: Arc<AtomicBool>,
+    /// Reflector store of the pods in the watched namespaces, stripped by
+    /// `scope::strip_pod` (what Workload policies count).
+    pub pods: Store<Pod>,
+    /// The last WasmPlugin apply per Workload policy, for the scale throttle.
+    pub last_applies: Arc<Mutex<HashMap<(String, String), LastApply>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -74,6 +85,7 @@ pub async fn reconcile(hrl: Arc<HeaderRateLimit>, ctx: Arc<Context>) -> Result<A
         // Istio missing: retried per object with the same bounded backoff as errors (the
         // WasmPlugin watch also reconciles everything once the CRD appears).
         Ok(Retry::Backoff) => Ok(Action::requeue(backoff(next_attempt(&ctx, &hrl)))),
+        Ok(Retry::After(delay)) => Ok(Action::requeue(delay)),
         Ok(Retry::Done) => {
             if let Ok(mut failures) = ctx.failures.lock() {
                 failures.remove(&key(&hrl));
@@ -90,6 +102,9 @@ enum Retry {
     Done,
     /// Not converged for a reason outside our control: try again after the backoff.
     Backoff,
+    /// Not converged yet on purpose (pods not counted yet, scale throttle): try again after
+    /// this long; nothing was written.
+    After(Duration),
 }
 
 async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, Error> {
@@ -102,7 +117,41 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
         let _ = tokio::time::timeout(STORE_WAIT, ready).await;
         ctx.store_waited.store(true, Ordering::Relaxed);
     }
-    let planned = plan(hrl, &ctx.settings, &Observed::default());
+    let workload = scope::is_workload(&hrl.spec);
+    let observed = if workload {
+        if !store_is_complete(&ctx.pods) {
+            tracing::debug!(%namespace, %name, "pods not counted yet; waiting for the pod cache");
+            return Ok(Retry::After(POD_CACHE_WAIT));
+        }
+        let pods = ctx.pods.state();
+        let replicas = scope::replicas(&hrl.spec, &namespace, pods.iter().map(|p| &**p));
+        Observed {
+            replicas: Some(replicas),
+        }
+    } else {
+        Observed::default()
+    };
+    let planned = plan(hrl, &ctx.settings, &observed);
+    if workload
+        && let Ok(desired) = &planned.wasm_plugin
+        && !is_current(&ctx.wasm_plugins, desired)
+    {
+        let last = ctx
+            .last_applies
+            .lock()
+            .ok()
+            .and_then(|applies| applies.get(&key(hrl)).copied());
+        let now = tokio::time::Instant::now();
+        if let Decision::Wait(rest) = throttle::decide(
+            last.as_ref(),
+            hrl.metadata.generation,
+            observed.replicas,
+            now,
+        ) {
+            tracing::debug!(%namespace, %name, replicas = ?observed.replicas, wait = ?rest, "replica change throttled");
+            return Ok(Retry::After(rest));
+        }
+    }
     let mut apply_error = None;
     let mut applied = false;
     let outcome = match &planned.wasm_plugin {
@@ -130,6 +179,16 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
                 .await
             {
                 Ok(after) => {
+                    if workload && let Ok(mut applies) = ctx.last_applies.lock() {
+                        applies.insert(
+                            key(hrl),
+                            LastApply {
+                                at: tokio::time::Instant::now(),
+                                generation: hrl.metadata.generation,
+                                replicas: observed.replicas,
+                            },
+                        );
+                    }
                     let change =
                         report::applied(before.as_deref().map(|wp| &wp.metadata), &after.metadata);
                     applied = change != Applied::Unchanged;
@@ -243,9 +302,13 @@ fn owned_exists(ctx: &Context, hrl: &HeaderRateLimit, namespace: &str, name: &st
             .any(|o| Some(o.uid.as_str()) == uid)
 }
 
-/// True once the WasmPlugin cache holds the initial list (it never does while Istio's CRD is
-/// missing).
-fn store_is_complete(store: &Store<WasmPlugin>) -> bool {
+/// True once a cache holds its initial list (the WasmPlugin cache never does while Istio's CRD
+/// is missing).
+fn store_is_complete<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
     store
         .wait_until_ready()
         .now_or_never()

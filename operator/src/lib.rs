@@ -17,5 +17,6 @@ pub mod rls;
 pub mod run;
 pub mod scope;
 mod target;
+pub mod throttle;
 pub mod wasm_plugin;
 pub mod watch;

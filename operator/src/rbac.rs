@@ -21,6 +21,13 @@ pub const API_CALLS: &[ApiCall] = &[
         resource: "headerratelimits",
         verbs: &["list", "watch"],
     },
+    // scope: Workload counts the serving pods a policy covers: a reflector of pods in the
+    // watched namespaces (list, watch), stripped to labels and readiness in memory.
+    ApiCall {
+        group: "",
+        resource: "pods",
+        verbs: &["list", "watch"],
+    },
     // Status written with server-side apply.
     ApiCall {
         group: "hrl.dev",

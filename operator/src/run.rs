@@ -7,6 +7,11 @@
 //! when it recovers (the CRD appeared) it triggers one reconciliation of every
 //! HeaderRateLimit, so the operator converges without a restart (objects marked
 //! `IstioNotInstalled` are also requeued with bounded per-object backoff by `reconcile`).
+//!
+//! Pods are watched in the same scope for `scope: Workload` policies: stripped to what the
+//! count reads (`scope::strip_pod`) before the reflector stores them, and only versions that
+//! can change a count (`scope::changes_count`) are stored and passed on, to the Workload
+//! policies that cover them (`scope::policies_covering`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -14,9 +19,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::controller::Error as ControllerError;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{Config, Controller, WatchStreamExt, reflector};
 use kube::{Api, Client};
@@ -26,6 +33,7 @@ use crate::controller::{Context, error_policy, reconcile};
 use crate::crd::HeaderRateLimit;
 use crate::metrics::Metrics;
 use crate::plan::{MANAGED_BY_SELECTOR, Settings};
+use crate::scope;
 use crate::wasm_plugin::WasmPlugin;
 use crate::watch::decode;
 
@@ -67,6 +75,8 @@ pub async fn run(
             metrics: metrics.clone(),
             failures: Arc::new(Mutex::new(HashMap::new())),
             store_waited: Arc::new(AtomicBool::new(false)),
+            pods: reflector::store().0,
+            last_applies: Arc::new(Mutex::new(HashMap::new())),
         };
         controller(ctx, scope, shutdown.clone())
     });
@@ -96,12 +106,17 @@ async fn controller(
 ) {
     let client = ctx.client.clone();
     let untyped = ApiResource::erase::<HeaderRateLimit>(&());
-    let (hrls, wasm_plugins): (Api<DynamicObject>, Api<WasmPlugin>) = match &scope {
+    let (hrls, wasm_plugins, pods): (Api<DynamicObject>, Api<WasmPlugin>, Api<Pod>) = match &scope {
         Some(ns) => (
             Api::namespaced_with(client.clone(), ns, &untyped),
+            Api::namespaced(client.clone(), ns),
             Api::namespaced(client, ns),
         ),
-        None => (Api::all_with(client.clone(), &untyped), Api::all(client)),
+        None => (
+            Api::all_with(client.clone(), &untyped),
+            Api::all(client.clone()),
+            Api::all(client),
+        ),
     };
     let (store, writer) = reflector::store();
     ctx.wasm_plugins = store;
@@ -167,12 +182,19 @@ async fn controller(
         })
         .reflect(hrl_writer)
         .applied_objects();
+    let (pod_store, pod_writer) = reflector::store();
+    ctx.pods = pod_store.clone();
+    let pod_events = pod_watch(pods, pod_store, pod_writer, &ctx.metrics);
+    let policies = hrl_store.clone();
     tracing::info!(
         namespace = scope.as_deref().unwrap_or("(all)"),
         "starting controller"
     );
     Controller::for_stream(hrl_events, hrl_store)
         .owns_stream(owned)
+        .watches_stream(pod_events, move |pod: Pod| {
+            scope::policies_covering(&pod, &policies.state())
+        })
         .reconcile_all_on(recovered)
         .with_config(Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown)
@@ -188,6 +210,45 @@ async fn controller(
             futures::future::ready(())
         })
         .await;
+}
+
+/// The pod watch: stripped pods into `writer`, and each stored change passed on.
+fn pod_watch(
+    api: Api<Pod>,
+    store: reflector::Store<Pod>,
+    writer: reflector::store::Writer<Pod>,
+    metrics: &Arc<Metrics>,
+) -> impl futures::Stream<Item = watcher::Result<Pod>> + Send + 'static {
+    let metrics = metrics.clone();
+    let health = metrics.watches.track();
+    // any_semantic: the initial list is served from the API server's watch cache.
+    watcher::watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(scope::strip_pod)
+        .filter_map(move |event| {
+            let item = match event {
+                Err(error) => {
+                    health.failed();
+                    metrics.watch_failed("pods");
+                    tracing::warn!(%error, "cannot watch pods (scope: Workload counts them); retrying with backoff");
+                    None
+                }
+                Ok(Event::Apply(pod))
+                    if !scope::changes_count(store.get(&ObjectRef::from_obj(&pod)).as_deref(), &pod) =>
+                {
+                    None
+                }
+                Ok(event) => {
+                    if matches!(event, Event::InitDone) {
+                        health.synced();
+                    }
+                    Some(Ok(event))
+                }
+            };
+            futures::future::ready(item)
+        })
+        .reflect(writer)
+        .touched_objects()
 }
 
 fn watcher(

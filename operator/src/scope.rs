@@ -2,12 +2,14 @@
 //! proxy's share of the rate. The pod cache keeps only what this module reads ([`strip_pod`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use hrl_plugin_config::{MAX_SPLIT, MAX_WIRE_PERIOD_SECONDS};
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
 use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 
-use crate::crd::HeaderRateLimitSpec;
+use crate::crd::{HeaderRateLimit, HeaderRateLimitSpec, Scope};
 
 /// The label on the pods Istio deploys for a Gateway API Gateway (the pod template of
 /// `manifests/charts/istio-control/istio-discovery/files/kube-gateway.yaml`, istio 86c9f01).
@@ -128,6 +130,35 @@ pub fn strip_pod(pod: &mut Pod) {
     if meta.labels.as_ref().is_some_and(BTreeMap::is_empty) {
         meta.labels = None;
     }
+}
+
+/// Whether a pod's new version can change a count: its labels or whether it serves differ from
+/// the cached version's (or there is none). Most pod updates (container statuses, probe
+/// times) change neither, and need no store write and no reconcile.
+pub fn changes_count(cached: Option<&Pod>, pod: &Pod) -> bool {
+    cached.is_none_or(|cached| cached.labels() != pod.labels() || serves(cached) != serves(pod))
+}
+
+/// The Workload-scope policies among `policies` that cover `pod`: the ones to reconcile when
+/// it appears, changes or goes.
+pub fn policies_covering(
+    pod: &Pod,
+    policies: &[Arc<HeaderRateLimit>],
+) -> Vec<ObjectRef<HeaderRateLimit>> {
+    let namespace = pod.namespace().unwrap_or_default();
+    policies
+        .iter()
+        .filter(|hrl| is_workload(&hrl.spec) && hrl.namespace().as_deref() == Some(&namespace))
+        .filter(|hrl| covers(&hrl.spec, &namespace, pod))
+        .map(|hrl| ObjectRef::from_obj(&**hrl))
+        .collect()
+}
+
+/// Whether the policy's rate is split across its pods.
+pub fn is_workload(spec: &HeaderRateLimitSpec) -> bool {
+    spec.rate_limit
+        .as_ref()
+        .is_some_and(|r| r.scope == Some(Scope::Workload))
 }
 
 #[cfg(test)]

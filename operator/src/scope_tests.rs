@@ -247,3 +247,89 @@ fn a_stripped_pod_keeps_what_counting_reads_and_counts_the_same() {
         assert_eq!(covers(&spec, "shop", &s), covers(&spec, "shop", &pod));
     }
 }
+
+fn policy(
+    name: &str,
+    namespace: &str,
+    mut spec: HeaderRateLimitSpec,
+    scope: Option<Scope>,
+) -> Arc<HeaderRateLimit> {
+    spec.rate_limit = Some(crate::crd::RateLimitSpec {
+        tokens_per_second: Some(10),
+        scope,
+        ..crate::crd::RateLimitSpec::default()
+    });
+    let mut hrl = HeaderRateLimit::new(name, spec);
+    hrl.metadata.namespace = Some(namespace.into());
+    Arc::new(hrl)
+}
+
+#[test]
+fn a_pod_triggers_the_workload_policies_of_its_namespace_that_cover_it() {
+    let policies = [
+        policy(
+            "web",
+            "shop",
+            selecting(&[("app", "web")]),
+            Some(Scope::Workload),
+        ),
+        policy("proxy-scope", "shop", selecting(&[("app", "web")]), None),
+        policy(
+            "cluster",
+            "shop",
+            selecting(&[("app", "web")]),
+            Some(Scope::Cluster),
+        ),
+        policy(
+            "other-app",
+            "shop",
+            selecting(&[("app", "api")]),
+            Some(Scope::Workload),
+        ),
+        policy(
+            "elsewhere",
+            "blog",
+            selecting(&[("app", "web")]),
+            Some(Scope::Workload),
+        ),
+        policy("gw", "shop", gateways(&["public"]), Some(Scope::Workload)),
+    ];
+    let names = |pod: &Pod| -> Vec<String> {
+        policies_covering(pod, &policies)
+            .into_iter()
+            .map(|r| r.name)
+            .collect()
+    };
+    assert_eq!(names(&pod("shop", &[("app", "web")], "True")), ["web"]);
+    assert_eq!(
+        names(&pod("shop", &[("app", "web")], "False")),
+        ["web"],
+        "a pod that stops serving changes the count too"
+    );
+    assert_eq!(
+        names(&pod("shop", &[(GATEWAY_NAME_LABEL, "public")], "True")),
+        ["gw"]
+    );
+    assert!(names(&pod("blog", &[("app", "api")], "True")).is_empty());
+}
+
+#[test]
+fn only_label_and_serving_changes_can_change_a_count() {
+    let ready = pod("shop", &[("app", "web")], "True");
+    assert!(changes_count(None, &ready), "a new pod");
+    let mut restarted = ready.clone();
+    restarted.metadata.resource_version = Some("42".into());
+    restarted.status.as_mut().unwrap().pod_ip = Some("10.0.0.2".into());
+    assert!(!changes_count(Some(&ready), &restarted), "status noise");
+    assert!(changes_count(
+        Some(&ready),
+        &pod("shop", &[("app", "web")], "False")
+    ));
+    assert!(changes_count(
+        Some(&ready),
+        &pod("shop", &[("app", "web"), ("v", "2")], "True")
+    ));
+    let mut terminating = ready.clone();
+    terminating.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+    assert!(changes_count(Some(&ready), &terminating));
+}

@@ -21,6 +21,10 @@ type TestResult = Result<(), Box<dyn Error>>;
 const RELEASE: &str = "hrl";
 const NAMESPACE: &str = "hrl-system";
 const ALL_FEATURES: &str = "ci/all-features-values.yaml";
+/// Name of the operator's Deployment and ServiceAccount in release `hrl`.
+const OPERATOR: &str = "hrl-hrl-operator";
+/// Name of the bundled rate limit service's Deployment and Service in release `hrl`.
+const RATELIMIT: &str = "hrl-ratelimit";
 /// The one value an install must give (or opt out of with filter.allowUnpinned): the filter's
 /// digest. A released chart carries it in values.yaml; the chart in git cannot.
 const PINNED: [&str; 2] = [
@@ -175,8 +179,21 @@ fn env_value(container: &Value, name: &str) -> Option<String> {
         .and_then(|(_, e)| e["value"].as_str().map(str::to_string))
 }
 
+/// The object of `kind` named `name`.
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> Result<&'a Value, Box<dyn Error>> {
+    all_of(docs, kind)
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == name)
+        .ok_or_else(|| format!("no {kind} named {name}").into())
+}
+
+/// The operator's Deployment (the bundled rate limit service has one too).
+fn operator_deployment(docs: &[Value]) -> Result<&Value, Box<dyn Error>> {
+    named(docs, "Deployment", OPERATOR)
+}
+
 fn operator_container(docs: &[Value]) -> Result<Value, Box<dyn Error>> {
-    let deployment = one_of(docs, "Deployment")?;
+    let deployment = operator_deployment(docs)?;
     let containers = deployment["spec"]["template"]["spec"]["containers"]
         .as_array()
         .ok_or("Deployment has no containers")?;
@@ -225,7 +242,7 @@ fn default_values_render_a_cluster_wide_operator_with_leader_election() -> TestR
         expected,
         "ServiceMonitor and PodDisruptionBudget are off by default"
     );
-    let deployment = one_of(&docs, "Deployment")?;
+    let deployment = operator_deployment(&docs)?;
     assert_eq!(deployment["spec"]["replicas"], 2);
     let container = operator_container(&docs)?;
     assert_eq!(
@@ -287,7 +304,7 @@ fn every_optional_feature_renders_when_enabled() -> TestResult {
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
     let pdb = one_of(&docs, "PodDisruptionBudget")?;
     assert_eq!(pdb["spec"]["minAvailable"], 2);
-    let pod = &one_of(&docs, "Deployment")?["spec"]["template"]["spec"];
+    let pod = &operator_deployment(&docs)?["spec"]["template"]["spec"];
     let anti =
         &pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0];
     assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");
@@ -306,7 +323,7 @@ fn every_optional_feature_renders_when_enabled() -> TestResult {
 #[test]
 fn operator_pod_is_non_root_read_only_and_drops_all_capabilities() -> TestResult {
     for docs in [render(&[])?, render_all_features()?] {
-        let pod = &one_of(&docs, "Deployment")?["spec"]["template"]["spec"];
+        let pod = &operator_deployment(&docs)?["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         assert_ne!(pod["securityContext"]["runAsUser"], 0);
         assert_eq!(
@@ -339,7 +356,7 @@ fn probes_use_healthz_and_readyz_on_the_metrics_port() -> TestResult {
             env_value(&container, "HRL_METRICS_ADDR"),
             Some(format!("0.0.0.0:{port}"))
         );
-        let service = one_of(&docs, "Service")?;
+        let service = named(&docs, "Service", &format!("{OPERATOR}-metrics"))?;
         assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
     }
     Ok(())
@@ -512,7 +529,7 @@ fn without_leader_election_no_lease_access_is_granted() -> TestResult {
 fn bindings_name_the_rendered_service_account() -> TestResult {
     for docs in [render(&[])?, render_all_features()?] {
         let account = one_of(&docs, "ServiceAccount")?["metadata"]["name"].clone();
-        let pod = &one_of(&docs, "Deployment")?["spec"]["template"]["spec"];
+        let pod = &operator_deployment(&docs)?["spec"]["template"]["spec"];
         assert_eq!(pod["serviceAccountName"], account);
         for kind in ["RoleBinding", "ClusterRoleBinding"] {
             for binding in all_of(&docs, kind) {
@@ -635,7 +652,13 @@ fn chart_defaults_match_the_operator_defaults() -> TestResult {
         Some(value[..value.find(']')?].to_string())
     };
     let container = operator_container(&render(&[])?)?;
-    for env in ["HRL_FILTER_URL", "HRL_METRICS_ADDR", "HRL_LEADER_ELECTION"] {
+    for env in [
+        "HRL_FILTER_URL",
+        "HRL_METRICS_ADDR",
+        "HRL_LEADER_ELECTION",
+        "HRL_RLS_DOMAIN",
+        "HRL_RLS_TIMEOUT",
+    ] {
         let operator =
             default_of(env).ok_or_else(|| format!("no default for {env} in:\n{help}"))?;
         assert_eq!(
@@ -643,6 +666,214 @@ fn chart_defaults_match_the_operator_defaults() -> TestResult {
             Some(operator.clone()),
             "values.yaml and the operator disagree on the default of {env}"
         );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_rate_limit_service_settings_reach_the_operator_and_none_is_set_by_default() -> TestResult {
+    let docs = render(&[])?;
+    let container = operator_container(&docs)?;
+    assert_eq!(
+        env_value(&container, "HRL_RLS_SERVICE"),
+        None,
+        "no service: Cluster policies are not accepted"
+    );
+    assert!(
+        named(&docs, "Deployment", RATELIMIT).is_err() && all_of(&docs, "ConfigMap").is_empty(),
+        "nothing bundled by default"
+    );
+    let address = "ratelimit.platform.svc.cluster.local:8081";
+    let docs = render(&[
+        "--set",
+        &format!("rateLimitService.address={address}"),
+        "--set",
+        "rateLimitService.domain=edge",
+        "--set",
+        "rateLimitService.timeout=1s",
+    ])?;
+    let container = operator_container(&docs)?;
+    for (name, value) in [
+        ("HRL_RLS_SERVICE", address),
+        ("HRL_RLS_DOMAIN", "edge"),
+        ("HRL_RLS_TIMEOUT", "1s"),
+    ] {
+        assert_eq!(
+            env_value(&container, name).as_deref(),
+            Some(value),
+            "{name}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_bundled_rate_limit_service_is_pinned_non_root_read_only_and_used_by_the_operator()
+-> TestResult {
+    let docs = render_all_features()?;
+    let deployment = named(&docs, "Deployment", RATELIMIT)?;
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_ne!(pod["securityContext"]["runAsUser"], 0);
+    assert_eq!(
+        pod["automountServiceAccountToken"], false,
+        "it never calls the API"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["image"],
+        "registry.example/envoyproxy/ratelimit:example@sha256:abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
+    );
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    for (name, value) in [
+        ("REDIS_SOCKET_TYPE", "tcp"),
+        ("REDIS_URL", "redis.hrl-system.svc.cluster.local:6379"),
+        ("USE_STATSD", "false"),
+        ("LOG_LEVEL", "info"),
+        ("RUNTIME_ROOT", "/data"),
+        ("RUNTIME_SUBDIRECTORY", "ratelimit"),
+        ("RUNTIME_WATCH_ROOT", "false"),
+        ("RUNTIME_IGNOREDOTFILES", "true"),
+    ] {
+        assert_eq!(env_value(container, name).as_deref(), Some(value), "{name}");
+    }
+    // envoyproxy/ratelimit reads RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/config/*.yaml.
+    assert_eq!(
+        container["volumeMounts"][0]["mountPath"],
+        "/data/ratelimit/config"
+    );
+    let config_map = named(&docs, "ConfigMap", &format!("{RATELIMIT}-config"))?;
+    assert_eq!(
+        pod["volumes"][0]["configMap"]["name"],
+        config_map["metadata"]["name"]
+    );
+    let config: Value = serde_norway::from_str(
+        config_map["data"]["hrl.yaml"]
+            .as_str()
+            .ok_or("no hrl.yaml")?,
+    )?;
+    assert_eq!(
+        config,
+        serde_json::json!({"domain": "shop", "descriptors": []}),
+        "the domain, its limits come with each request"
+    );
+    let service = named(&docs, "Service", RATELIMIT)?;
+    let port = &service["spec"]["ports"][0];
+    assert_eq!(
+        (&port["name"], &port["port"], &port["targetPort"]),
+        (
+            &Value::from("grpc"),
+            &Value::from(8081),
+            &Value::from("grpc")
+        )
+    );
+    assert_eq!(container["ports"][0]["name"], "grpc");
+    assert_eq!(container["ports"][0]["containerPort"], 8081);
+    // Neither Deployment selects the other's pods.
+    let operator = operator_deployment(&docs)?;
+    let selects = |selector: &Value, labels: &Value| {
+        selector["matchLabels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .all(|(k, v)| &labels[k] == v)
+    };
+    let rl_labels = &pod_labels(deployment);
+    let op_labels = &pod_labels(operator);
+    assert!(!selects(&operator["spec"]["selector"], rl_labels));
+    assert!(!selects(&deployment["spec"]["selector"], op_labels));
+    assert!(selects(&deployment["spec"]["selector"], rl_labels));
+    let service_selector = serde_json::json!({"matchLabels": service["spec"]["selector"]});
+    assert!(selects(&service_selector, rl_labels));
+    assert!(!selects(&service_selector, op_labels));
+    let container = operator_container(&docs)?;
+    for (name, value) in [
+        (
+            "HRL_RLS_SERVICE",
+            "hrl-ratelimit.hrl-system.svc.cluster.local:8081",
+        ),
+        ("HRL_RLS_DOMAIN", "shop"),
+        ("HRL_RLS_TIMEOUT", "250ms"),
+    ] {
+        assert_eq!(
+            env_value(&container, name).as_deref(),
+            Some(value),
+            "{name}"
+        );
+    }
+    Ok(())
+}
+
+fn pod_labels(deployment: &Value) -> Value {
+    deployment["spec"]["template"]["metadata"]["labels"].clone()
+}
+
+#[test]
+fn the_bundled_service_needs_a_digest_and_a_redis_url_and_a_short_enough_name() -> TestResult {
+    let digest = "rateLimitService.bundled.image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let redis = "rateLimitService.bundled.redisUrl=redis.hrl-system.svc.cluster.local:6379";
+    let on = "rateLimitService.bundled.enabled=true";
+    let cases: [(Vec<&str>, &str); 4] = [
+        (
+            vec!["--set", on, "--set", redis],
+            "rateLimitService.bundled.image.digest is empty",
+        ),
+        (
+            vec!["--set", on, "--set", digest],
+            "rateLimitService.bundled.redisUrl is empty",
+        ),
+        (
+            vec![
+                "--set",
+                on,
+                "--set",
+                digest,
+                "--set",
+                redis,
+                "--set",
+                "rateLimitService.address=rl.ops.svc.cluster.local:8081",
+            ],
+            "not both",
+        ),
+        (
+            vec![
+                "--set",
+                "rateLimitService.address=a-rather-long-rate-limit-service.a-long-namespace.svc.cluster.local:8081",
+            ],
+            "too long for the filter",
+        ),
+    ];
+    for (args, needle) in cases {
+        match try_render(&args)? {
+            Ok(_) => return Err(format!("helm template {args:?} should fail").into()),
+            Err(stderr) => assert!(
+                stderr.contains(needle),
+                "helm template {args:?}: expected {needle:?}, got:\n{stderr}"
+            ),
+        }
+    }
+    for (args, needle) in [
+        (
+            ["--set", "rateLimitService.address=ratelimit:8081"],
+            "/rateLimitService/address",
+        ),
+        (
+            ["--set", "rateLimitService.timeout=0.1"],
+            "/rateLimitService/timeout",
+        ),
+    ] {
+        match try_render(&args)? {
+            Ok(_) => return Err(format!("helm template {args:?} should fail").into()),
+            Err(stderr) => assert!(
+                stderr.contains(needle),
+                "helm template {args:?}: expected {needle:?}, got:\n{stderr}"
+            ),
+        }
     }
     Ok(())
 }
@@ -706,6 +937,7 @@ fn rendered_objects_are_kubernetes_objects_without_unknown_fields() -> TestResul
             match kind_of(doc) {
                 "Deployment" => round_trips::<apps::v1::Deployment>(doc)?,
                 "Service" => round_trips::<core::v1::Service>(doc)?,
+                "ConfigMap" => round_trips::<core::v1::ConfigMap>(doc)?,
                 "ServiceAccount" => round_trips::<core::v1::ServiceAccount>(doc)?,
                 "ClusterRole" => round_trips::<rbac::v1::ClusterRole>(doc)?,
                 "ClusterRoleBinding" => round_trips::<rbac::v1::ClusterRoleBinding>(doc)?,

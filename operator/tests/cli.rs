@@ -53,3 +53,77 @@ fn allowing_an_unpinned_filter_gets_past_the_check() {
         "no cluster here, so it stops at the client"
     );
 }
+
+#[test]
+fn a_bad_rate_limit_service_stops_the_operator_before_it_starts_and_names_the_flag() {
+    for (service, timeout, needle) in [
+        ("ratelimit:8081", "100ms", "fully qualified name"),
+        (
+            "ratelimit.hrl-system.svc.cluster.local:8081",
+            "0.1",
+            "--rls-timeout",
+        ),
+    ] {
+        let out = operator(&[
+            "run",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--allow-unpinned-filter=true",
+            "--rls-service",
+            service,
+            "--rls-timeout",
+            timeout,
+        ])
+        .output()
+        .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(needle), "{service} {timeout}: {stderr}");
+    }
+}
+
+#[test]
+fn render_writes_a_cluster_policy_with_the_given_service_and_a_workload_share_at_the_given_count() {
+    let dir = std::env::temp_dir().join(format!("hrl-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("policies.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: hrl.dev/v1alpha1\nkind: HeaderRateLimit\nmetadata: {name: c}\n\
+         spec: {selector: {matchLabels: {app: a}}, rateLimit: {tokens: 60, per: 1m, scope: Cluster}}\n\
+         ---\napiVersion: hrl.dev/v1alpha1\nkind: HeaderRateLimit\nmetadata: {name: w}\n\
+         spec: {selector: {matchLabels: {app: a}}, rateLimit: {tokensPerSecond: 100, scope: Workload}}\n",
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf-8");
+    let out = operator(&[
+        "render",
+        "-f",
+        path,
+        "--rls-service",
+        "ratelimit.hrl-system.svc.cluster.local:8081",
+        "--replicas",
+        "4",
+    ])
+    .output()
+    .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("cluster: outbound|8081||ratelimit.hrl-system.svc.cluster.local"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tokensPerSecond: 25"), "{stdout}");
+    let out = operator(&["render", "-f", path]).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("spec.rateLimit.scope") && stderr.contains("--rls-service"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -59,6 +59,10 @@ async fn serve(mut handle: Handle, seen: Arc<Mutex<Vec<String>>>) {
                 StatusCode::OK,
                 &list("WasmPluginList", "extensions.istio.io/v1alpha1", vec![]),
             ),
+            // The pod cache of scope: Workload.
+            (&Method::GET, "/api/v1/pods") => {
+                json_response(StatusCode::OK, &list("PodList", "v1", vec![]))
+            }
             (&Method::GET, "/apis/hrl.dev/v1alpha1/headerratelimits") => {
                 hrl_lists += 1;
                 if hrl_lists == 1 {

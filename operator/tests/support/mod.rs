@@ -123,6 +123,8 @@ pub fn context_sharing(
         metrics: Arc::new(Metrics::default()),
         failures,
         store_waited: Arc::new(AtomicBool::new(true)),
+        pods: reflector::store().0,
+        last_applies: Arc::default(),
     })
 }
 
@@ -227,14 +229,35 @@ pub fn event(type_: &'static str, reason: &'static str) -> Exchange {
     }
 }
 
+/// The recorder's merge patch of an event it already created (an event series: the same
+/// reason and note again), the `count`th of the series.
+pub fn event_repeated(reason: &'static str, count: u32) -> Exchange {
+    Exchange {
+        method: Method::PATCH,
+        path: "/apis/events.k8s.io/v1/namespaces/default/events/web.*",
+        query: &[],
+        check: Box::new(move |got| {
+            assert_eq!(got["reason"], reason);
+            assert_eq!(got["series"]["count"], count, "event series count");
+        }),
+        status: StatusCode::OK,
+        answer: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "web.1"}, "eventTime": null}),
+    }
+}
+
 pub async fn serve(mut handle: Handle, script: Vec<Exchange>) -> Handle {
     for (i, want) in script.into_iter().enumerate() {
         let next = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await;
         let Ok(Some((request, respond))) = next else {
             panic!("request {i} ({} {}) was not made", want.method, want.path)
         };
+        // A path ending in `*` is a prefix (objects whose names the client makes up).
+        let path = match want.path.strip_suffix('*') {
+            Some(prefix) if request.uri().path().starts_with(prefix) => want.path,
+            _ => request.uri().path(),
+        };
         assert_eq!(
-            (request.method(), request.uri().path()),
+            (request.method(), path),
             (&want.method, want.path),
             "request {i}"
         );
