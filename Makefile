@@ -62,6 +62,11 @@ demo: filter ## try examples/seed-equivalent.yaml locally: start the playground,
 	$(CARGO) build --locked -p hrl-playground
 	playground/demo.sh
 
+.PHONY: demo-cluster
+demo-cluster: filter ## scope Cluster locally: redis-server, hrl-rls (Limitador) and two playground proxies sharing one limit
+	$(CARGO) build --locked -p hrl-playground -p hrl-rls
+	playground/demo-cluster.sh
+
 .PHONY: bench
 bench: filter noop ## playground benchmarks: wall time (criterion) and wasm fuel per request
 	$(CARGO) bench --locked -p hrl-playground --bench fuel
