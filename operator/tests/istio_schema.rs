@@ -9,7 +9,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: failing loudly is the point
 
-use hrl_operator::plan::{Observed, Settings, plan};
+use hrl_operator::plan::{Observed, RlsSettings, Settings, plan};
 use hrl_operator::render::parse_documents;
 use serde_json::{Value, json};
 
@@ -67,7 +67,9 @@ fn planned_examples(settings: &Settings) -> Vec<(String, Value)> {
         let yaml = std::fs::read_to_string(&path).expect("readable");
         for mut hrl in parse_documents(&yaml).expect("example parses") {
             hrl.metadata.uid = Some("0f3c4bde-1111-4a5e-9c57-000000000001".into());
-            let wp = plan(&hrl, settings, &Observed::default())
+            // Workload examples at 3 pods, as the controller would count them.
+            let observed = Observed { replicas: Some(3) };
+            let wp = plan(&hrl, settings, &observed)
                 .wasm_plugin
                 .expect("example is valid");
             out.push((
@@ -77,8 +79,8 @@ fn planned_examples(settings: &Settings) -> Vec<(String, Value)> {
         }
     }
     assert!(
-        out.len() >= 8,
-        "expected the eight examples, found {}",
+        out.len() >= 10,
+        "expected the ten examples, found {}",
         out.len()
     );
     out
@@ -87,12 +89,23 @@ fn planned_examples(settings: &Settings) -> Vec<(String, Value)> {
 #[test]
 fn every_wasm_plugin_planned_from_the_examples_passes_istios_crd_schema_and_cel_rules() {
     let schema = istio_schema();
+    let rls = RlsSettings::new(
+        "ratelimit.hrl-system.svc.cluster.local:8081",
+        "hrl",
+        "100ms",
+    )
+    .ok();
     let pinned = Settings {
         filter_url: "oci://ghcr.io/hrl-dev/hrl-filter:0.1.0".into(),
         filter_sha256: Some("0123456789abcdef".repeat(4)),
+        rls: rls.clone(),
         ..Settings::default()
     };
-    for settings in [Settings::default(), pinned] {
+    let default = Settings {
+        rls,
+        ..Settings::default()
+    };
+    for settings in [default, pinned] {
         for (example, wp) in planned_examples(&settings) {
             let errors = istio_errors(&schema, &wp);
             assert!(
@@ -107,7 +120,16 @@ fn every_wasm_plugin_planned_from_the_examples_passes_istios_crd_schema_and_cel_
 #[test]
 fn the_istio_schema_check_catches_what_istio_rejects() {
     let schema = istio_schema();
-    let (_, wp) = planned_examples(&Settings::default()).remove(0);
+    let settings = Settings {
+        rls: RlsSettings::new(
+            "ratelimit.hrl-system.svc.cluster.local:8081",
+            "hrl",
+            "100ms",
+        )
+        .ok(),
+        ..Settings::default()
+    };
+    let (_, wp) = planned_examples(&settings).remove(0);
     let mut both = wp.clone();
     both["spec"]["targetRefs"] = json!([{"kind": "Gateway", "name": "g"}]);
     assert!(

@@ -2,7 +2,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: failing loudly is the point
 
-use hrl_operator::plan::{Observed, Settings};
+use hrl_operator::plan::{Observed, RlsSettings, Settings};
 use hrl_operator::render::{RenderError, parse_documents, render};
 
 const TWO: &str = "---
@@ -103,11 +103,21 @@ fn an_invalid_resource_fails_the_render_with_its_name_and_field() {
 fn every_example_renders() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
     let mut count = 0;
+    // The Cluster example needs the installation's rate limit service.
+    let settings = Settings {
+        rls: RlsSettings::new(
+            "ratelimit.hrl-system.svc.cluster.local:8081",
+            "hrl",
+            "100ms",
+        )
+        .ok(),
+        ..Settings::default()
+    };
     for entry in std::fs::read_dir(dir).expect("examples/ exists").flatten() {
         let yaml = std::fs::read_to_string(entry.path()).expect("readable");
-        let out = render(&yaml, &Settings::default(), &Observed::default());
+        let out = render(&yaml, &settings, &Observed { replicas: Some(3) });
         assert!(out.is_ok(), "{}: {:?}", entry.path().display(), out.err());
         count += 1;
     }
-    assert!(count >= 8, "expected the eight examples, found {count}");
+    assert!(count >= 10, "expected the ten examples, found {count}");
 }
