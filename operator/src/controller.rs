@@ -180,10 +180,16 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
             {
                 Ok(after) => {
                     if workload && let Ok(mut applies) = ctx.last_applies.lock() {
+                        let now = tokio::time::Instant::now();
+                        // An apply older than the window decides nothing: forget it, so deleted
+                        // policies do not stay in the map.
+                        applies.retain(|_, last| {
+                            now.saturating_duration_since(last.at) < throttle::SCALE_WINDOW
+                        });
                         applies.insert(
                             key(hrl),
                             LastApply {
-                                at: tokio::time::Instant::now(),
+                                at: now,
                                 generation: hrl.metadata.generation,
                                 replicas: observed.replicas,
                             },
