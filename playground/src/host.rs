@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::http::{Request, Response};
 use crate::imports;
 use crate::module::Module;
-use crate::shared::{LogLine, Shared};
+use crate::shared::{LogLine, Shared, SharedStore};
 use crate::state::{PluginInfo, VmState};
 use crate::worker::Worker;
 
@@ -106,6 +106,10 @@ impl HostBuilder {
     /// Starts every worker VM: instantiate, `_initialize`, and for each plugin
     /// `proxy_on_context_create`, `proxy_on_vm_start`, `proxy_on_configure`.
     pub fn build(self) -> Result<Host, Error> {
+        self.build_with(None)
+    }
+
+    fn build_with(self, data: Option<SharedStore>) -> Result<Host, Error> {
         if self.workers == 0 || self.plugins.is_empty() {
             return Err(Error::Usage(
                 "a host needs at least one worker and one plugin".into(),
@@ -118,6 +122,9 @@ impl HostBuilder {
             self.echo_logs,
             self.grpc_clusters,
         ));
+        if let Some(data) = data {
+            shared.restore(data);
+        }
         let plugins: Arc<[PluginInfo]> = self
             .plugins
             .into_iter()
@@ -241,6 +248,25 @@ impl Host {
     }
 
     /// The shared part and the workers, to drive each worker from its own thread.
+    /// The host after a configuration change, as Envoy makes one when a plugin's configuration
+    /// changes: new VMs with `plugins` configured (`proxy_on_configure` again), and the VM id's
+    /// shared data kept (Envoy keeps it process-wide per VM id, whatever becomes of the VMs).
+    /// Metrics, logs and gRPC clusters start afresh.
+    pub fn reconfigure(&self, module: &Module, plugins: Vec<Plugin>) -> Result<Host, Error> {
+        let shared = self.shared.as_ref();
+        let mut builder = Host::builder(module)
+            .workers(self.workers.len())
+            .clock(shared.clock().clone())
+            .log_level(shared.log_level())
+            .vm_id(shared.vm_id());
+        for plugin in plugins {
+            builder = builder.plugin(plugin);
+        }
+        let data = shared.store().clone();
+        // The kept data is in place before the new VMs configure, as it is in Envoy.
+        builder.build_with(Some(data))
+    }
+
     pub fn into_parts(self) -> (Arc<Shared>, Vec<Worker>) {
         (self.shared, self.workers)
     }

@@ -55,7 +55,7 @@ pub(crate) struct Metric {
 
 /// Shared data of one VM id: key -> (value, cas), with Envoy's cas numbering. Keys are bytes,
 /// as Envoy's are, hashed with FxHash: the module reads and writes them on every request.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct SharedStore {
     entries: FxHashMap<Box<[u8]>, (Vec<u8>, u32)>,
     next_cas: u32,
@@ -160,6 +160,11 @@ impl Shared {
     /// The clock the modules see.
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// Replaces the shared data with `data` (a reconfigured host keeps its VM id's data).
+    pub(crate) fn restore(&self, data: SharedStore) {
+        *self.store() = data;
     }
 
     pub(crate) fn store(&self) -> MutexGuard<'_, SharedStore> {

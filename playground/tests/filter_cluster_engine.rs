@@ -68,7 +68,10 @@ fn two_pods_together_admit_exactly_the_limit_then_answer_429_until_the_window_re
                 Some(format!(r#""api";r={left};t={}"#, reset_of(&response)).as_str()),
                 "request {i}"
             );
-            assert_eq!(response.header("ratelimit-policy"), Some(r#""api";q=5;w=3600"#));
+            assert_eq!(
+                response.header("ratelimit-policy"),
+                Some(r#""api";q=5;w=3600"#)
+            );
         } else {
             assert_eq!(response.status, 429, "request {i}");
             let retry: u64 = response.header("retry-after").unwrap().parse().unwrap();
@@ -76,7 +79,11 @@ fn two_pods_together_admit_exactly_the_limit_then_answer_429_until_the_window_re
         }
         statuses.push(response.status);
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
     assert_eq!(&statuses[..5], &[200; 5]);
     let allowed: u64 = pods
         .iter_mut()
@@ -113,16 +120,22 @@ fn each_client_address_has_its_own_count_across_pods() {
     };
     assert_eq!(admitted("10.0.0.1:5000"), 5);
     assert_eq!(admitted("10.0.0.2:5000"), 5);
-    assert_eq!(admitted("10.0.0.1:6000"), 0, "same address, other port: same count");
+    assert_eq!(
+        admitted("10.0.0.1:6000"),
+        0,
+        "same address, other port: same count"
+    );
 }
 
 #[test]
 fn redis_stopped_makes_the_service_fail_and_the_policy_follow_its_failure_mode() {
     let mut engine = engine();
-    let allow = five_per_hour(Key::None, FailureMode::Allow, 1_000);
+    // Longer than the engine takes to give up on Redis (hrl-rls: 1 s storage timeout), so its
+    // error arrives before the filter's deadline: an error, not a timeout.
+    let allow = five_per_hour(Key::None, FailureMode::Allow, 5_000);
     let deny = PluginConfig {
         policy: "default/strict".into(),
-        ..five_per_hour(Key::None, FailureMode::Deny, 1_000)
+        ..five_per_hour(Key::None, FailureMode::Deny, 5_000)
     };
     let (mut open, mut closed) = (pod(&allow, &engine), pod(&deny, &engine));
     assert_eq!(open.http_stream(Request::get("/")).unwrap().status, 200);
@@ -136,6 +149,7 @@ fn redis_stopped_makes_the_service_fail_and_the_policy_follow_its_failure_mode()
         assert_eq!(denied.header("retry-after"), Some("1"));
     }
     assert_eq!(counter(&mut open, POLICY, "rls_errors"), 3);
+    assert_eq!(counter(&mut open, POLICY, "rls_timeouts"), 0);
     assert_eq!(counter(&mut open, POLICY, "allowed"), 4);
     assert_eq!(counter(&mut closed, "default/strict", "rls_errors"), 3);
     assert_eq!(counter(&mut closed, "default/strict", "limited"), 3);
@@ -162,7 +176,10 @@ fn a_slow_engine_times_out_after_the_policy_timeout() {
     let response = pod.http_stream(Request::get("/")).unwrap();
     let waited = started.elapsed();
     assert_eq!(response.status, 429, "failureMode Deny");
-    assert!(waited < Duration::from_millis(400), "waited {waited:?}, not the engine");
+    assert!(
+        waited < Duration::from_millis(400),
+        "waited {waited:?}, not the engine"
+    );
     assert_eq!(counter(&mut pod, POLICY, "rls_timeouts"), 1);
     assert_eq!(counter(&mut pod, POLICY, "rls_errors"), 0);
 }
