@@ -1,8 +1,9 @@
 //! hrl-filter: a proxy-wasm HTTP filter that sets response headers and enforces a token-bucket
 //! rate limit shared by all worker threads, driven only by `pluginConfig`.
 //!
-//! Pure core (`limiter`, `key`, `shared`, `headers`, `policy`, `decision`) with time and host
-//! data passed in; `host` is the thin adapter; this file wires the proxy-wasm contexts.
+//! Pure core (`limiter`, `key`, `shared`, `headers`, `policy`, `decision`, `matching`, `remote`,
+//! `rls`) with time and host data passed in; `host` is the thin adapter; this file wires the
+//! proxy-wasm contexts.
 //!
 //! Small helpers on the per-request path are `#[inline(always)]`: the module is built at
 //! `opt-level = "z"`, where LLVM inlines almost nothing, and each call then costs a frame and
