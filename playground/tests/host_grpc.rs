@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test crate
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -168,26 +169,36 @@ struct Seen {
 }
 
 /// A gRPC server on 127.0.0.1 (HTTP/2 without TLS), alive as long as this value.
+/// Dropping it closes the listener and every connection.
 struct Server {
     address: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections accepted so far.
+    connections: Arc<AtomicUsize>,
     _runtime: tokio::runtime::Runtime,
 }
 
 fn serve(answer: Answer) -> Server {
+    serve_at("127.0.0.1:0", answer)
+}
+
+fn serve_at(address: &str, answer: Answer) -> Server {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .block_on(tokio::net::TcpListener::bind(address))
         .unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::clone(&connections);
     runtime.spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
             let log = Arc::clone(&log);
             let service = hyper::service::service_fn(move |request| {
                 respond(request, answer, Arc::clone(&log))
@@ -201,6 +212,7 @@ fn serve(answer: Answer) -> Server {
     Server {
         address,
         seen,
+        connections,
         _runtime: runtime,
     }
 }
@@ -346,6 +358,43 @@ fn a_call_past_its_timeout_closes_unavailable_as_envoys_router_answers() {
     assert_eq!((response.status, response.local), (503, true));
     assert_eq!(response.header("x-grpc-status"), Some("14"));
     assert_eq!(response.body_text(), "upstream request timeout");
+}
+
+#[test]
+fn calls_share_one_http2_connection_and_a_closed_one_is_replaced() {
+    let server = serve(Answer::Message(b"pong"));
+    let address = server.address.clone();
+    let mut host = host(CALL_AND_PAUSE, 1500, b"rls", &[("rls", &address)]);
+    for _ in 0..3 {
+        assert_eq!(stream(&mut host).0.status, 200);
+    }
+    assert_eq!(server.seen.lock().unwrap().len(), 3);
+    assert_eq!(
+        server.connections.load(Ordering::SeqCst),
+        1,
+        "three calls over one pooled connection, as Envoy's HTTP/2 pool makes them"
+    );
+
+    drop(server);
+    // Time for the client to read the peer's close.
+    std::thread::sleep(Duration::from_millis(200));
+    let server = serve_at(&address, Answer::Message(b"again"));
+    let (response, upstream_saw) = stream(&mut host);
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(upstream_saw.unwrap().header("x-grpc-answer"), Some("again"));
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_timed_out_call_resets_its_stream_and_keeps_the_connection() {
+    let server = serve(Answer::Silence);
+    let mut host = host(CALL_AND_PAUSE, 50, b"rls", &[("rls", &server.address)]);
+    for _ in 0..2 {
+        let (response, _) = stream(&mut host);
+        assert_eq!(response.header("x-grpc-status"), Some("14"), "{response:?}");
+    }
+    assert_eq!(server.seen.lock().unwrap().len(), 2);
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
 }
 
 #[test]

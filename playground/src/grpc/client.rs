@@ -3,10 +3,13 @@
 //! (`source/common/grpc/async_client_impl.cc`, `AsyncStreamImpl::onHeaders/onData/onTrailers`,
 //! `AsyncRequestImpl::onRemoteClose`).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use hyper::client::conn::http2::SendRequest;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
@@ -115,12 +118,48 @@ pub(crate) fn grpc_timeout(ms: u32) -> String {
     format!("{time}{unit}")
 }
 
+/// HTTP/2 connections by address, shared by every call of a host: a call reuses the
+/// connection of the calls before it, as Envoy's cluster connection pools do (one multiplexed
+/// HTTP/2 connection per upstream host; `source/common/http/http2/conn_pool.cc`). A connection
+/// that has closed is replaced by the next call.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Pool {
+    senders: Arc<Mutex<HashMap<String, Sender>>>,
+}
+
+type Sender = SendRequest<Full<Bytes>>;
+
+impl Pool {
+    /// An open connection to `address`: the pooled one, else a new one (then pooled).
+    async fn sender(&self, address: &str) -> Result<Sender, Outcome> {
+        if let Some(mut pooled) = self.pooled(address)
+            && pooled.ready().await.is_ok()
+        {
+            return Ok(pooled);
+        }
+        let sender = connect(address).await?;
+        if let Ok(mut senders) = self.senders.lock() {
+            senders.insert(address.to_owned(), sender.clone());
+        }
+        Ok(sender)
+    }
+
+    fn pooled(&self, address: &str) -> Option<Sender> {
+        let senders = self.senders.lock().ok()?;
+        senders
+            .get(address)
+            .filter(|sender| !sender.is_closed())
+            .cloned()
+    }
+}
+
 /// Sends the call and waits for its outcome (or its deadline).
-pub(crate) async fn send(call: CallRequest) -> Outcome {
-    let exchange = exchange(call.address, call.request);
+pub(crate) async fn send(pool: &Pool, call: CallRequest) -> Outcome {
+    let exchange = exchange(pool, &call.address, call.request);
     match call.timeout {
         // The router's response timeout: a local `504 upstream request timeout`, which the
         // gRPC client reads as a trailers-only `UNAVAILABLE` (`httpToGrpcStatus(504)`).
+        // Dropping the exchange resets only this call's stream; the connection stays pooled.
         Some(timeout) => tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or_else(|_| Outcome::closed(code::UNAVAILABLE, "upstream request timeout")),
@@ -137,23 +176,30 @@ fn reset_before_headers(reason: &str) -> Outcome {
     Outcome::closed(code::UNAVAILABLE, &message)
 }
 
-async fn exchange(address: String, request: hyper::Request<Full<Bytes>>) -> Outcome {
-    let tcp = match tokio::net::TcpStream::connect(&address).await {
-        Ok(tcp) => tcp,
-        Err(e) => {
-            return reset_before_headers(&format!(
-                "remote connection failure, transport failure reason: delayed connect error: {e}"
-            ));
-        }
-    };
-    let handshake =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await;
-    let (mut sender, connection) = match handshake {
-        Ok(parts) => parts,
-        Err(e) => return reset_before_headers(&format!("connection failure: {e}")),
-    };
-    // Drives the connection; it ends when `sender` is dropped with this call.
+/// A new HTTP/2 connection (h2c with prior knowledge), driven on the runtime until every
+/// sender of it is dropped or the peer closes it.
+async fn connect(address: &str) -> Result<Sender, Outcome> {
+    let tcp = tokio::net::TcpStream::connect(address).await.map_err(|e| {
+        reset_before_headers(&format!(
+            "remote connection failure, transport failure reason: delayed connect error: {e}"
+        ))
+    })?;
+    // Envoy's upstream connections set TCP_NODELAY; without it a small request can wait for
+    // the peer's delayed ACK.
+    let _ = tcp.set_nodelay(true);
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .map_err(|e| reset_before_headers(&format!("connection failure: {e}")))?;
     tokio::spawn(connection);
+    Ok(sender)
+}
+
+async fn exchange(pool: &Pool, address: &str, request: hyper::Request<Full<Bytes>>) -> Outcome {
+    let mut sender = match pool.sender(address).await {
+        Ok(sender) => sender,
+        Err(outcome) => return outcome,
+    };
     let response = match sender.send_request(request).await {
         Ok(response) => response,
         Err(e) => return reset_before_headers(&format!("remote reset: {e}")),

@@ -11,15 +11,16 @@ use std::sync::mpsc;
 use tokio::runtime::Runtime;
 use tokio::task::AbortHandle;
 
-pub(crate) use client::{CallRequest, Outcome, build, code};
+pub(crate) use client::{CallRequest, Outcome, Pool, build, code};
 pub(crate) use service::{Service, parse};
 
-/// The gRPC clusters of a host (`name -> host:port`) and the runtime its calls run on,
-/// started by the first call (hosts that make none start no thread).
+/// The gRPC clusters of a host (`name -> host:port`), the runtime its calls run on, started
+/// by the first call (hosts that make none start no thread), and its pooled connections.
 #[derive(Debug, Default)]
 pub(crate) struct Upstreams {
     clusters: HashMap<String, String>,
     runtime: OnceLock<Option<Runtime>>,
+    pool: Pool,
 }
 
 impl Upstreams {
@@ -27,6 +28,7 @@ impl Upstreams {
         Upstreams {
             clusters,
             runtime: OnceLock::new(),
+            pool: Pool::default(),
         }
     }
 
@@ -130,8 +132,9 @@ impl GrpcCalls {
         let runtime = upstreams.runtime()?;
         let token = self.token();
         let sender = self.sender.clone();
+        let pool = upstreams.pool.clone();
         let task = runtime.spawn(async move {
-            let outcome = client::send(call).await;
+            let outcome = client::send(&pool, call).await;
             // The VM may be gone; then nobody is waiting.
             let _ = sender.send((token, outcome));
         });
