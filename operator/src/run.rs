@@ -10,8 +10,8 @@
 //!
 //! Pods are watched in the same scope for `scope: Workload` policies: stripped to what the
 //! count reads (`scope::strip_pod`) before the reflector stores them, and only versions that
-//! can change a count (`scope::changes_count`) are stored and passed on, to the Workload
-//! policies that cover them (`scope::policies_covering`).
+//! can change a count (`scope::changes_count`) are stored and passed on, to every Workload
+//! policy of their namespace (`scope::policies_to_recount`: a relabelled pod may have left one).
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -193,7 +193,7 @@ async fn controller(
     Controller::for_stream(hrl_events, hrl_store)
         .owns_stream(owned)
         .watches_stream(pod_events, move |pod: Pod| {
-            scope::policies_covering(&pod, &policies.state())
+            scope::policies_to_recount(&pod, &policies.state())
         })
         .reconcile_all_on(recovered)
         .with_config(Config::default().concurrency(CONCURRENCY))
