@@ -14,6 +14,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::Notify;
 
 use crate::conditions::{self, Outcome, reason};
 use crate::crd::{HeaderRateLimit, HeaderRateLimitStatus};
@@ -61,6 +62,9 @@ pub struct Context {
     /// Reflector store of the pods in the watched namespaces, stripped by
     /// `scope::strip_pod` (what Workload policies count).
     pub pods: Store<Pod>,
+    /// Woken by the first Workload policy reconciled: the pod watch starts then, so an
+    /// installation without Workload policies lists and keeps no pods.
+    pub pods_wanted: Arc<Notify>,
     /// The last WasmPlugin apply per Workload policy, for the scale throttle.
     pub last_applies: Arc<Mutex<HashMap<(String, String), LastApply>>>,
 }
@@ -120,6 +124,8 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
     let workload = scope::is_workload(&hrl.spec);
     let observed = if workload {
         if !store_is_complete(&ctx.pods) {
+            // Starts the pod watch if it has not started (a stored permit if nobody waits).
+            ctx.pods_wanted.notify_one();
             tracing::debug!(%namespace, %name, "pods not counted yet; waiting for the pod cache");
             return Ok(Retry::After(POD_CACHE_WAIT));
         }

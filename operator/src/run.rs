@@ -8,7 +8,7 @@
 //! HeaderRateLimit, so the operator converges without a restart (objects marked
 //! `IstioNotInstalled` are also requeued with bounded per-object backoff by `reconcile`).
 //!
-//! Pods are watched in the same scope for `scope: Workload` policies: stripped to what the
+//! Pods are watched in the same scope once a `scope: Workload` policy exists: stripped to what the
 //! count reads (`scope::strip_pod`) before the reflector stores them, and only versions that
 //! can change a count (`scope::changes_count`) are stored and passed on, to every Workload
 //! policy of their namespace (`scope::policies_to_recount`: a relabelled pod may have left one).
@@ -27,6 +27,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{Config, Controller, WatchStreamExt, reflector};
 use kube::{Api, Client};
+use tokio::sync::Notify;
 
 use crate::cache::strip;
 use crate::controller::{Context, error_policy, reconcile};
@@ -76,6 +77,7 @@ pub async fn run(
             failures: Arc::new(Mutex::new(HashMap::new())),
             store_waited: Arc::new(AtomicBool::new(false)),
             pods: reflector::store().0,
+            pods_wanted: Arc::new(Notify::new()),
             last_applies: Arc::new(Mutex::new(HashMap::new())),
         };
         controller(ctx, scope, shutdown.clone())
@@ -184,7 +186,15 @@ async fn controller(
         .applied_objects();
     let (pod_store, pod_writer) = reflector::store();
     ctx.pods = pod_store.clone();
-    let pod_events = pod_watch(pods, pod_store, pod_writer, &ctx.metrics);
+    // Started by the first Workload policy (`Context::pods_wanted`), then for good.
+    let wanted = ctx.pods_wanted.clone();
+    let metrics = ctx.metrics.clone();
+    let pod_events = futures::stream::once(async move {
+        wanted.notified().await;
+        tracing::info!("a scope: Workload policy exists; watching pods to count its proxies");
+        pod_watch(pods, pod_store, pod_writer, metrics)
+    })
+    .flatten();
     let policies = hrl_store.clone();
     tracing::info!(
         namespace = scope.as_deref().unwrap_or("(all)"),
@@ -217,9 +227,8 @@ fn pod_watch(
     api: Api<Pod>,
     store: reflector::Store<Pod>,
     writer: reflector::store::Writer<Pod>,
-    metrics: &Arc<Metrics>,
+    metrics: Arc<Metrics>,
 ) -> impl futures::Stream<Item = watcher::Result<Pod>> + Send + 'static {
-    let metrics = metrics.clone();
     let health = metrics.watches.track();
     // any_semantic: the initial list is served from the API server's watch cache.
     watcher::watcher(api, watcher::Config::default().any_semantic())

@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use hrl_operator::conditions::{self, Outcome};
 use hrl_operator::controller::{Context, POD_CACHE_WAIT, reconcile};
 use hrl_operator::crd::{HeaderRateLimit, HeaderRateLimitStatus};
@@ -115,6 +116,7 @@ impl Harness {
             failures: Arc::new(Mutex::new(HashMap::new())),
             store_waited: Arc::new(AtomicBool::new(true)),
             pods: pod_store,
+            pods_wanted: Arc::default(),
             last_applies: Arc::default(),
         };
         Harness {
@@ -353,8 +355,16 @@ async fn a_workload_policy_is_not_applied_before_its_pods_are_counted() {
     let mut h = Harness::new(Settings::default(), &[]);
     let (unsynced, _writer) = reflector::store::<Pod>();
     Arc::get_mut(&mut h.ctx).expect("not shared yet").pods = unsynced;
+    assert!(
+        h.ctx.pods_wanted.notified().now_or_never().is_none(),
+        "no pod watch before a Workload policy"
+    );
     let action = h.reconcile(&hrl(WORKLOAD), vec![]).await;
     assert_eq!(action, Action::requeue(POD_CACHE_WAIT));
+    assert!(
+        h.ctx.pods_wanted.notified().now_or_never().is_some(),
+        "the policy starts the pod watch"
+    );
 }
 
 #[tokio::test]
@@ -385,6 +395,10 @@ async fn a_cluster_policy_names_its_service_or_says_none_is_configured() {
         event("Warning", "RateLimitServiceNotConfigured"),
     ];
     assert_eq!(h.reconcile(&cluster, script).await, Action::await_change());
+    assert!(
+        h.ctx.pods_wanted.notified().now_or_never().is_none(),
+        "a Cluster policy counts no pods: no pod watch"
+    );
 
     let settings = Settings {
         rls: Some(

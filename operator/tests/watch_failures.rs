@@ -1,6 +1,7 @@
 //! The controllers against a fake API server whose HeaderRateLimit list first fails (403), then
 //! returns one object this version cannot decode next to a good one: the failure is counted and
 //! makes `/readyz` fail, the bad object is reported and skipped, the good one is reconciled.
+//! Pods are listed only once a `scope: Workload` policy exists.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: failing loudly is the point
 
@@ -40,7 +41,8 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
 }
 
 /// Serves the fake API server until the test ends; records `METHOD path` of every request.
-async fn serve(mut handle: Handle, seen: Arc<Mutex<Vec<String>>>) {
+/// The good object has `rate_limit`.
+async fn serve(mut handle: Handle, seen: Arc<Mutex<Vec<String>>>, rate_limit: Value) {
     let mut hrl_lists = 0;
     // Watches are long polls: holding the responder keeps them open.
     let mut open_watches = Vec::new();
@@ -73,7 +75,7 @@ async fn serve(mut handle: Handle, seen: Arc<Mutex<Vec<String>>>) {
                     )
                 } else {
                     let bad = hrl("old", json!({"tokensPerSecond": "ten"}));
-                    let good = hrl("web", json!({"tokensPerSecond": 5}));
+                    let good = hrl("web", rate_limit.clone());
                     json_response(
                         StatusCode::OK,
                         &list("HeaderRateLimitList", "hrl.dev/v1alpha1", vec![bad, good]),
@@ -105,13 +107,12 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
     panic!("timed out waiting for: {what}");
 }
 
-#[tokio::test]
-async fn a_failing_list_is_counted_and_unready_then_a_bad_object_is_skipped_and_the_good_one_reconciled()
- {
+/// Runs the controllers until the good object's WasmPlugin is applied; returns the requests.
+async fn run_until_applied(rate_limit: Value) -> Vec<String> {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let server = tokio::spawn(serve(handle, seen.clone()));
+    let server = tokio::spawn(serve(handle, seen.clone(), rate_limit));
     let metrics = Arc::new(Metrics::default());
     metrics.ready.store(true, Ordering::Relaxed);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -161,4 +162,28 @@ async fn a_failing_list_is_counted_and_unready_then_a_bad_object_is_skipped_and_
         .expect("controllers stop on shutdown")
         .expect("no panic");
     server.abort();
+    requests
+}
+
+#[tokio::test]
+async fn a_failing_list_is_counted_and_unready_then_a_bad_object_is_skipped_and_the_good_one_reconciled()
+ {
+    let requests = run_until_applied(json!({"tokensPerSecond": 5})).await;
+    assert!(
+        !requests.iter().any(|r| r.starts_with("GET /api/v1/pods")),
+        "no Workload policy, no pod list: {requests:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_first_workload_policy_starts_the_pod_watch() {
+    let requests = run_until_applied(json!({"tokensPerSecond": 5, "scope": "Workload"})).await;
+    let pods = requests.iter().position(|r| r == "GET /api/v1/pods");
+    let applied = requests
+        .iter()
+        .position(|r| r.ends_with("/wasmplugins/hrl-web") && r.starts_with("PATCH"));
+    assert!(
+        matches!((pods, applied), (Some(p), Some(a)) if p < a),
+        "pods listed, then the WasmPlugin applied: {requests:#?}"
+    );
 }

@@ -124,6 +124,7 @@ pub fn context_sharing(
         failures,
         store_waited: Arc::new(AtomicBool::new(true)),
         pods: reflector::store().0,
+        pods_wanted: Arc::default(),
         last_applies: Arc::default(),
     })
 }
