@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::Notify;
@@ -22,14 +22,15 @@ use crate::metrics::Metrics;
 use crate::plan::{FIELD_MANAGER, Observed, Settings, plan};
 use crate::report::{self, Applied};
 use crate::scope;
-use crate::throttle::{self, Decision, LastApply};
+use crate::throttle::LastApply;
 use crate::wasm_plugin::WasmPlugin;
+
+mod tell;
+mod workload;
 
 /// Longest wait for the WasmPlugin store at startup.
 pub const STORE_WAIT: Duration = Duration::from_secs(10);
-/// How soon a Workload policy is tried again while the pod cache has not synced (it is not
-/// applied before its pods are counted: a proxy would get the whole rate meanwhile).
-pub const POD_CACHE_WAIT: Duration = Duration::from_secs(2);
+pub use workload::POD_CACHE_WAIT;
 
 /// Why a reconciliation failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -123,16 +124,9 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
     }
     let workload = scope::is_workload(&hrl.spec);
     let observed = if workload {
-        if !store_is_complete(&ctx.pods) {
-            // Starts the pod watch if it has not started (a stored permit if nobody waits).
-            ctx.pods_wanted.notify_one();
-            tracing::debug!(%namespace, %name, "pods not counted yet; waiting for the pod cache");
-            return Ok(Retry::After(POD_CACHE_WAIT));
-        }
-        let pods = ctx.pods.state();
-        let replicas = scope::replicas(&hrl.spec, &namespace, pods.iter().map(|p| &**p));
-        Observed {
-            replicas: Some(replicas),
+        match workload::observe(hrl, ctx) {
+            Ok(observed) => observed,
+            Err(wait) => return Ok(Retry::After(wait)),
         }
     } else {
         Observed::default()
@@ -141,22 +135,9 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
     if workload
         && let Ok(desired) = &planned.wasm_plugin
         && !is_current(&ctx.wasm_plugins, desired)
+        && let Some(wait) = workload::throttled(hrl, ctx, &observed)
     {
-        let last = ctx
-            .last_applies
-            .lock()
-            .ok()
-            .and_then(|applies| applies.get(&key(hrl)).copied());
-        let now = tokio::time::Instant::now();
-        if let Decision::Wait(rest) = throttle::decide(
-            last.as_ref(),
-            hrl.metadata.generation,
-            observed.replicas,
-            now,
-        ) {
-            tracing::debug!(%namespace, %name, replicas = ?observed.replicas, wait = ?rest, "replica change throttled");
-            return Ok(Retry::After(rest));
-        }
+        return Ok(Retry::After(wait));
     }
     let mut apply_error = None;
     let mut applied = false;
@@ -185,21 +166,8 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
                 .await
             {
                 Ok(after) => {
-                    if workload && let Ok(mut applies) = ctx.last_applies.lock() {
-                        let now = tokio::time::Instant::now();
-                        // An apply older than the window decides nothing: forget it, so deleted
-                        // policies do not stay in the map.
-                        applies.retain(|_, last| {
-                            now.saturating_duration_since(last.at) < throttle::SCALE_WINDOW
-                        });
-                        applies.insert(
-                            key(hrl),
-                            LastApply {
-                                at: now,
-                                generation: hrl.metadata.generation,
-                                replicas: observed.replicas,
-                            },
-                        );
+                    if workload {
+                        workload::remember_apply(hrl, ctx, &observed);
                     }
                     let change =
                         report::applied(before.as_deref().map(|wp| &wp.metadata), &after.metadata);
@@ -262,9 +230,9 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
             ctx.metrics.failed("PatchStatus");
             return Err(Error::PatchStatus(error));
         }
-        log_status_change(&namespace, &name, &previous, &status);
+        tell::log_status_change(&namespace, &name, &previous, &status);
     }
-    publish_event(ctx, hrl, &previous, &outcome, applied, &desired).await;
+    tell::publish_event(ctx, hrl, &previous, &outcome, applied, &desired).await;
     match apply_error {
         Some(error) => Err(Error::ApplyWasmPlugin(error)),
         // Both clear up without a change to this object (Istio installed, the other
@@ -273,26 +241,6 @@ async fn reconcile_inner(hrl: &HeaderRateLimit, ctx: &Context) -> Result<Retry, 
             Ok(Retry::Backoff)
         }
         None => Ok(Retry::Done),
-    }
-}
-
-/// One line per status transition: INFO when Ready, WARN (with why) when not.
-fn log_status_change(
-    namespace: &str,
-    name: &str,
-    previous: &HeaderRateLimitStatus,
-    status: &HeaderRateLimitStatus,
-) {
-    let Some(change) = report::status_change(&previous.conditions, &status.conditions) else {
-        return;
-    };
-    // Debug formatting quotes the values: they contain spaces.
-    let conditions = change.changed;
-    if change.ready {
-        tracing::info!(%namespace, %name, ?conditions, "status changed: ready");
-    } else {
-        let detail = change.message;
-        tracing::warn!(%namespace, %name, ?conditions, ?detail, "status changed: not ready");
     }
 }
 
@@ -355,61 +303,6 @@ fn is_current(store: &Store<WasmPlugin>, desired: &WasmPlugin) -> bool {
         .flatten()
         .all(|o| owners.contains(o));
     existing.spec == desired.spec && labels_match && owner_match
-}
-
-/// One event per change, not per reconciliation: an apply that did something, or a new
-/// reason/message on Programmed.
-async fn publish_event(
-    ctx: &Context,
-    hrl: &HeaderRateLimit,
-    previous: &HeaderRateLimitStatus,
-    outcome: &Outcome,
-    applied: bool,
-    desired: &[conditions::Desired; 3],
-) {
-    let programmed = &desired[1];
-    let accepted = &desired[0];
-    let shown = if outcome == &Outcome::Applied {
-        programmed
-    } else {
-        &desired[2]
-    };
-    let before = previous
-        .conditions
-        .iter()
-        .find(|c| c.type_ == conditions::PROGRAMMED);
-    let changed = before
-        .is_none_or(|c| c.reason != programmed.reason || c.message != programmed.message)
-        || previous
-            .conditions
-            .iter()
-            .find(|c| c.type_ == conditions::ACCEPTED)
-            .is_none_or(|c| c.message != accepted.message);
-    if !applied && !changed {
-        return;
-    }
-    let (type_, note) = match outcome {
-        Outcome::Applied => (EventType::Normal, programmed.message.clone()),
-        Outcome::Invalid(message) | Outcome::NotAccepted { message, .. } => {
-            (EventType::Warning, message.clone())
-        }
-        _ => (EventType::Warning, shown.message.clone()),
-    };
-    let event = Event {
-        type_,
-        reason: outcome.reason().to_string(),
-        note: Some(note),
-        action: if outcome == &Outcome::Applied {
-            "ApplyWasmPlugin"
-        } else {
-            "Reconcile"
-        }
-        .into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &hrl.object_ref(&())).await {
-        tracing::warn!(namespace = %hrl.namespace().unwrap_or_default(), name = %hrl.name_any(), %error, "event not recorded");
-    }
 }
 
 /// Retry with exponential backoff per object: 5s, 10s, 20s, ... up to 5 minutes.
