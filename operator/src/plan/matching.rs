@@ -2,7 +2,8 @@
 
 use hrl_plugin_config::{HeaderMatch, Match, PathMatch};
 
-use super::{InvalidSpec, header_name, invalid};
+use super::filter_config::header_name;
+use super::{InvalidSpec, invalid};
 use crate::crd::MatchSpec;
 
 /// The contract's `match`, or none when nothing restricts (an empty match applies to every
