@@ -142,10 +142,7 @@ impl LeaderElector {
 
     /// [`Self::try_acquire_or_renew`] with its own time limit.
     pub async fn try_within(&mut self, limit: Duration) -> Result<bool, Error> {
-        match tokio::time::timeout(limit, self.acquire_or_renew()).await {
-            Ok(result) => result.map_err(Error::Api),
-            Err(_) => Err(Error::Timeout(limit)),
-        }
+        within(limit, self.acquire_or_renew()).await
     }
 
     async fn acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
@@ -187,15 +184,11 @@ impl LeaderElector {
         lease.spec = Some(spec);
         // `replace` carries the resourceVersion we read: a concurrent writer makes it fail
         // with 409 instead of both replicas believing they lead.
-        match self
+        let written = self
             .api
             .replace(&self.name, &PostParams::default(), &lease)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(error) => Err(error),
-        }
+            .await;
+        won(written)
     }
 
     async fn create(&mut self) -> Result<bool, kube::Error> {
@@ -214,19 +207,12 @@ impl LeaderElector {
                 ..LeaseSpec::default()
             }),
         };
-        match self.api.create(&PostParams::default(), &lease).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(error) => Err(error),
-        }
+        won(self.api.create(&PostParams::default(), &lease).await)
     }
 
     /// Gives the Lease up on shutdown so another replica takes over at once, not after expiry.
     pub async fn release(&mut self) -> Result<(), Error> {
-        match tokio::time::timeout(ATTEMPT_TIMEOUT, self.release_now()).await {
-            Ok(result) => result.map_err(Error::Api),
-            Err(_) => Err(Error::Timeout(ATTEMPT_TIMEOUT)),
-        }
+        within(ATTEMPT_TIMEOUT, self.release_now()).await
     }
 
     async fn release_now(&mut self) -> Result<(), kube::Error> {
@@ -245,6 +231,28 @@ impl LeaderElector {
             .replace(&self.name, &PostParams::default(), &lease)
             .await
             .map(|_| ())
+    }
+}
+
+/// Whether a write of the Lease made us its holder: a 409 Conflict means another replica wrote
+/// first, which is an answer, not an error.
+fn won(written: Result<Lease, kube::Error>) -> Result<bool, kube::Error> {
+    match written {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// `call`'s result, or [`Error::Timeout`] once `limit` has passed without one: kube's client
+/// has no read timeout of its own.
+async fn within<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result.map_err(Error::Api),
+        Err(_) => Err(Error::Timeout(limit)),
     }
 }
 
