@@ -6,10 +6,10 @@ use hrl_plugin_config::{
     MAX_HEADER_VALUE_BYTES, MAX_HOST_BYTES, MAX_MATCH_ENTRIES, MAX_METHOD_BYTES, MAX_PATH_BYTES,
 };
 use kube::KubeSchema;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
-use super::schema::forbidden_header_rule;
+use super::schema::{forbidden_header_rule, string_set};
 use super::{HEADER_NAME_PATTERN, HEADER_VALUE_PATTERN, MAX_HEADER_NAME_BYTES};
 
 /// Pattern of an HTTP method: an RFC 9110 token, case-sensitive.
@@ -95,29 +95,9 @@ pub struct HeaderMatchSpec {
 }
 
 fn methods_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "maxItems": MAX_MATCH_ENTRIES,
-        "x-kubernetes-list-type": "set",
-        "items": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": MAX_METHOD_BYTES,
-            "pattern": METHOD_PATTERN,
-        },
-    })
+    string_set(MAX_MATCH_ENTRIES, MAX_METHOD_BYTES, METHOD_PATTERN)
 }
 
 fn hosts_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "maxItems": MAX_MATCH_ENTRIES,
-        "x-kubernetes-list-type": "set",
-        "items": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": MAX_HOST_BYTES,
-            "pattern": HOST_PATTERN,
-        },
-    })
+    string_set(MAX_MATCH_ENTRIES, MAX_HOST_BYTES, HOST_PATTERN)
 }

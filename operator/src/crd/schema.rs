@@ -3,7 +3,7 @@
 
 use schemars::transform::transform_subschemas;
 use schemars::{Schema, SchemaGenerator, json_schema};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{HEADER_NAME_PATTERN, HEADER_VALUE_PATTERN, MAX_HEADER_NAME_BYTES};
 
@@ -172,20 +172,30 @@ pub(super) fn header_map_schema(_: &mut SchemaGenerator) -> Schema {
 }
 
 pub(super) fn header_list_schema(_: &mut SchemaGenerator) -> Schema {
+    let mut schema = string_set(MAX_HEADERS, MAX_HEADER_NAME_BYTES, HEADER_NAME_PATTERN);
+    schema.insert(
+        "x-kubernetes-validations".into(),
+        json!([{
+            "rule": format!("!{FORBIDDEN}.exists(h, h in self)"),
+            "message": "must not remove framing or hop-by-hop headers (connection, content-length, host, te, ...)",
+        }]),
+    );
+    schema
+}
+
+/// A list of at most `max_items` distinct non-empty strings of at most `max_length` characters
+/// matching `pattern`.
+pub(super) fn string_set(max_items: usize, max_length: usize, pattern: &str) -> Schema {
     json_schema!({
         "type": "array",
-        "maxItems": MAX_HEADERS,
+        "maxItems": max_items,
         "x-kubernetes-list-type": "set",
         "items": {
             "type": "string",
             "minLength": 1,
-            "maxLength": MAX_HEADER_NAME_BYTES,
-            "pattern": HEADER_NAME_PATTERN,
+            "maxLength": max_length,
+            "pattern": pattern,
         },
-        "x-kubernetes-validations": [{
-            "rule": format!("!{FORBIDDEN}.exists(h, h in self)"),
-            "message": "must not remove framing or hop-by-hop headers (connection, content-length, host, te, ...)",
-        }],
     })
 }
 
