@@ -8,7 +8,8 @@
 //! server-side applies (spec and status), and kubectl's last-applied annotation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a bench fails loudly
 
-use std::process::Command;
+#[path = "common/rss.rs"]
+mod rss;
 
 use hrl_operator::cache::{LAST_APPLIED, strip};
 use hrl_operator::conditions::{Outcome, desired, merge};
@@ -25,13 +26,8 @@ use serde_json::{Map, Value, json};
 const CHILD: &str = "HRL_CACHE_BENCH_CHILD";
 
 fn main() {
-    // `cargo bench` passes --bench; under `cargo test` this is a quick smoke run.
-    let objects: usize = if std::env::args().any(|a| a == "--bench") {
-        10_000
-    } else {
-        200
-    };
-    if let Ok(mode) = std::env::var(CHILD) {
+    let objects = rss::objects(10_000, 200);
+    if let Some(mode) = rss::child_mode(CHILD) {
         child(&mode, objects);
         return;
     }
@@ -42,19 +38,7 @@ fn main() {
         "{:<10} {:>14} {:>16} {:>16}",
         "cache", "RSS growth", "JSON/HRL", "JSON/WasmPlugin"
     );
-    for mode in ["full", "stripped"] {
-        let out = Command::new(std::env::current_exe().expect("own path"))
-            .args(std::env::args().skip(1))
-            .env(CHILD, mode)
-            .output()
-            .expect("child ran");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-    }
+    rss::each_mode_in_a_child(CHILD, &["full", "stripped"]);
 }
 
 fn child(mode: &str, objects: usize) {
@@ -69,29 +53,17 @@ fn child(mode: &str, objects: usize) {
         &mut Writer::default(),
         &mut Writer::default(),
     );
-    let before = rss_kib();
-    fill(&template, mode, 0..objects, &mut hrl_writer, &mut wp_writer);
-    let after = rss_kib();
-    let json = |v: Vec<Vec<u8>>| v.iter().map(Vec::len).sum::<usize>() / objects.max(1);
-    let hrl_bytes = json(
-        hrls.state()
-            .iter()
-            .map(|o| serde_json::to_vec(&**o).unwrap())
-            .collect(),
-    );
-    let wp_bytes = json(
-        wps.state()
-            .iter()
-            .map(|o| serde_json::to_vec(&**o).unwrap())
-            .collect(),
-    );
-    assert_eq!((hrls.state().len(), wps.state().len()), (objects, objects));
+    let growth = rss::growth_kib(|| {
+        fill(&template, mode, 0..objects, &mut hrl_writer, &mut wp_writer);
+    });
+    let (hrls, wps) = (hrls.state(), wps.state());
+    assert_eq!((hrls.len(), wps.len()), (objects, objects));
     println!(
         "{:<10} {:>10.1} MiB {:>14} B {:>14} B",
         mode,
-        (after.saturating_sub(before)) as f64 / 1024.0,
-        hrl_bytes,
-        wp_bytes
+        growth as f64 / 1024.0,
+        rss::json_bytes_per_object(&hrls),
+        rss::json_bytes_per_object(&wps)
     );
 }
 
@@ -235,13 +207,4 @@ fn fields(value: &Value) -> Value {
         out.insert(format!("f:{key}"), nested);
     }
     Value::Object(out)
-}
-
-fn rss_kib() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
 }

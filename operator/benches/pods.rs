@@ -9,7 +9,8 @@
 //! the app and istio-proxy containers, istio-init and volumes, and a full status.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a bench fails loudly
 
-use std::process::Command;
+#[path = "common/rss.rs"]
+mod rss;
 
 use hrl_operator::scope::strip_pod;
 use k8s_openapi::api::core::v1::Pod;
@@ -20,13 +21,8 @@ use serde_json::{Value, json};
 const CHILD: &str = "HRL_POD_BENCH_CHILD";
 
 fn main() {
-    // `cargo bench` passes --bench; under `cargo test` this is a quick smoke run.
-    let pods: usize = if std::env::args().any(|a| a == "--bench") {
-        5_000
-    } else {
-        100
-    };
-    if let Ok(mode) = std::env::var(CHILD) {
+    let pods = rss::objects(5_000, 100);
+    if let Some(mode) = rss::child_mode(CHILD) {
         child(&mode, pods);
         return;
     }
@@ -35,19 +31,7 @@ fn main() {
         "{:<10} {:>14} {:>14} {:>16}",
         "cache", "RSS growth", "per pod", "JSON per pod"
     );
-    for mode in ["full", "stripped"] {
-        let out = Command::new(std::env::current_exe().expect("own path"))
-            .args(std::env::args().skip(1))
-            .env(CHILD, mode)
-            .output()
-            .expect("child ran");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-    }
+    rss::each_mode_in_a_child(CHILD, &["full", "stripped"]);
     println!("served JSON per pod: {} B", served(0).to_string().len());
 }
 
@@ -55,22 +39,15 @@ fn child(mode: &str, pods: usize) {
     let (store, mut writer) = reflector::store::<Pod>();
     // Warm the allocator and the code paths, then measure from here.
     fill(mode, 0..50, &mut Writer::default());
-    let before = rss_kib();
-    fill(mode, 0..pods, &mut writer);
-    let after = rss_kib();
+    let growth = rss::growth_kib(|| fill(mode, 0..pods, &mut writer)) as f64;
     let state = store.state();
     assert_eq!(state.len(), pods);
-    let json: usize = state
-        .iter()
-        .map(|p| serde_json::to_vec(&**p).unwrap().len())
-        .sum();
-    let growth = after.saturating_sub(before) as f64;
     println!(
         "{:<10} {:>10.1} MiB {:>12.0} B {:>14} B",
         mode,
         growth / 1024.0,
         growth * 1024.0 / pods.max(1) as f64,
-        json / pods.max(1)
+        rss::json_bytes_per_object(&state)
     );
 }
 
@@ -246,13 +223,4 @@ fn served(i: usize) -> Value {
             ]
         }
     })
-}
-
-fn rss_kib() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
 }
