@@ -11,28 +11,88 @@ use std::time::Duration;
 use hrl_operator::conditions::{self, Outcome};
 use hrl_operator::controller::{Error, error_policy};
 use hrl_operator::crd::HeaderRateLimit;
+use hrl_operator::wasm_plugin::WasmPlugin;
 use http::{Request, Response, StatusCode};
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use serde_json::json;
+use support::answers::failure;
 use support::*;
 
-const READY: [(&str, &str, &str); 3] = [
+type Conditions = [(&'static str, &'static str, &'static str); 3];
+
+const READY: Conditions = [
     ("Accepted", "True", "Accepted"),
     ("Programmed", "True", "WasmPluginApplied"),
     ("Ready", "True", "Ready"),
 ];
 
+const INVALID: Conditions = [
+    ("Accepted", "False", "Invalid"),
+    ("Programmed", "False", "Invalid"),
+    ("Ready", "False", "Invalid"),
+];
+
+/// Accepted, but the WasmPlugin is not applied for `reason`.
+const fn not_programmed(reason: &'static str) -> Conditions {
+    [
+        ("Accepted", "True", "Accepted"),
+        ("Programmed", "False", reason),
+        ("Ready", "False", reason),
+    ]
+}
+
+/// The exchanges of a successful `apply` of the WasmPlugin of a policy not Ready yet: the
+/// apply, the Ready status naming the WasmPlugin, the event.
+fn applied_then_ready(apply: Exchange) -> Vec<Exchange> {
+    vec![
+        apply,
+        apply_status(READY, None, Some("hrl-web")),
+        event("Normal", "WasmPluginApplied"),
+    ]
+}
+
+/// The exchanges of `desired` forced back over a drifted WasmPlugin of a Ready policy: the
+/// apply and its event, no status change.
+fn reapplied(desired: &WasmPlugin) -> Vec<Exchange> {
+    let body = wp_json(desired);
+    vec![
+        apply_wp(body.clone(), StatusCode::OK, body),
+        event("Normal", "WasmPluginApplied"),
+    ]
+}
+
+/// The forced apply of `hrl`'s WasmPlugin, answered as when Istio's CRD is not installed.
+fn apply_wp_without_istio(hrl: &HeaderRateLimit) -> Exchange {
+    let message = "the server could not find the requested resource";
+    apply_wp(
+        wp_json(&desired(hrl)),
+        StatusCode::NOT_FOUND,
+        failure(StatusCode::NOT_FOUND, "NotFound", message),
+    )
+}
+
+/// The exchanges of a first apply (complete cache, so without force) that meets another
+/// manager's WasmPlugin of the same name: 409, then status Conflict and a warning.
+fn conflict(hrl: &HeaderRateLimit) -> Vec<Exchange> {
+    let message = "Apply failed with 1 conflict: conflict with \"kubectl-create\": .spec.url";
+    vec![
+        apply_wp_unforced(
+            wp_json(&desired(hrl)),
+            StatusCode::CONFLICT,
+            failure(StatusCode::CONFLICT, "Conflict", message),
+        ),
+        apply_status(not_programmed("Conflict"), None, None),
+        event("Warning", "Conflict"),
+    ]
+}
+
 #[tokio::test]
 async fn a_new_resource_creates_its_wasm_plugin_then_writes_ready_status_and_an_event() {
     let hrl = valid();
     let body = wp_json(&desired(&hrl));
-    let script = vec![
-        apply_wp(body.clone(), StatusCode::CREATED, body),
-        apply_status(READY, None, Some("hrl-web")),
-        event("Normal", "WasmPluginApplied"),
-    ];
+    let script = applied_then_ready(apply_wp(body.clone(), StatusCode::CREATED, body));
     let action = run(hrl, None, script).await.expect("reconciled");
     assert_eq!(action, Action::await_change());
 }
@@ -52,25 +112,17 @@ async fn a_wasm_plugin_edited_by_hand_is_applied_again_without_a_status_change()
     let mut drifted = want.clone();
     drifted.spec.plugin_config = Some(json!({"policy": "default/web"}));
     drifted.spec.fail_strategy = Some("FAIL_OPEN".into());
-    let body = wp_json(&want);
-    let script = vec![
-        apply_wp(body.clone(), StatusCode::OK, body),
-        event("Normal", "WasmPluginApplied"),
-    ];
-    run(hrl, Some(drifted), script).await.expect("reconciled");
+    run(hrl, Some(drifted), reapplied(&want))
+        .await
+        .expect("reconciled");
 }
 
 #[tokio::test]
 async fn an_invalid_spec_applies_nothing_sets_accepted_false_and_names_no_wasm_plugin() {
     let hrl = hrl("{selector: {matchLabels: {app: web}}, rateLimit: {tokensPerSecond: 0}}");
-    let invalid = [
-        ("Accepted", "False", "Invalid"),
-        ("Programmed", "False", "Invalid"),
-        ("Ready", "False", "Invalid"),
-    ];
     let script = vec![
         apply_status(
-            invalid,
+            INVALID,
             Some("spec.rateLimit.tokensPerSecond: must be at least 1"),
             None,
         ),
@@ -84,15 +136,9 @@ async fn an_invalid_spec_applies_nothing_sets_accepted_false_and_names_no_wasm_p
 async fn a_missing_istio_crd_sets_istio_not_installed_and_requeues_with_bounded_backoff() {
     let hrl = valid();
     let failures = Failures::default();
-    let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "the server could not find the requested resource", "reason": "NotFound", "code": 404});
-    let missing = [
-        ("Accepted", "True", "Accepted"),
-        ("Programmed", "False", "IstioNotInstalled"),
-        ("Ready", "False", "IstioNotInstalled"),
-    ];
     let script = vec![
-        apply_wp(wp_json(&desired(&hrl)), StatusCode::NOT_FOUND, not_found),
-        apply_status(missing, None, None),
+        apply_wp_without_istio(&hrl),
+        apply_status(not_programmed("IstioNotInstalled"), None, None),
         event("Warning", "IstioNotInstalled"),
     ];
     let action = run_sharing(hrl.clone(), None, script, failures.clone())
@@ -102,12 +148,7 @@ async fn a_missing_istio_crd_sets_istio_not_installed_and_requeues_with_bounded_
 
     // The retry finds Istio still missing: same status (no status patch, no event), longer wait.
     let seen = with_status(hrl.clone(), &Outcome::IstioNotInstalled);
-    let not_found_again = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "the server could not find the requested resource", "reason": "NotFound", "code": 404});
-    let script = vec![apply_wp(
-        wp_json(&desired(&hrl)),
-        StatusCode::NOT_FOUND,
-        not_found_again,
-    )];
+    let script = vec![apply_wp_without_istio(&hrl)];
     let action = run_sharing(seen, None, script, failures.clone())
         .await
         .expect("reconciled");
@@ -118,12 +159,7 @@ async fn a_missing_istio_crd_sets_istio_not_installed_and_requeues_with_bounded_
         .lock()
         .expect("lock")
         .insert(("default".into(), "web".into()), 40);
-    let boom = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "gone", "reason": "NotFound", "code": 404});
-    let script = vec![apply_wp(
-        wp_json(&desired(&hrl)),
-        StatusCode::NOT_FOUND,
-        boom,
-    )];
+    let script = vec![apply_wp_without_istio(&hrl)];
     let seen = with_status(hrl.clone(), &Outcome::IstioNotInstalled);
     let action = run_sharing(seen, None, script, failures.clone())
         .await
@@ -142,19 +178,18 @@ async fn a_missing_istio_crd_sets_istio_not_installed_and_requeues_with_bounded_
 #[tokio::test]
 async fn an_api_error_sets_apply_failed_and_retries_with_backoff() {
     let hrl = valid();
-    let boom = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd timeout", "reason": "InternalError", "code": 500});
-    let failed = [
-        ("Accepted", "True", "Accepted"),
-        ("Programmed", "False", "ApplyFailed"),
-        ("Ready", "False", "ApplyFailed"),
-    ];
+    let boom = failure(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        "etcd timeout",
+    );
     let script = vec![
         apply_wp(
             wp_json(&desired(&hrl)),
             StatusCode::INTERNAL_SERVER_ERROR,
             boom,
         ),
-        apply_status(failed, None, None),
+        apply_status(not_programmed("ApplyFailed"), None, None),
         event("Warning", "ApplyFailed"),
     ];
     let error = run(hrl.clone(), None, script)
@@ -178,14 +213,8 @@ async fn an_api_error_sets_apply_failed_and_retries_with_backoff() {
 async fn with_a_complete_cache_a_new_wasm_plugin_is_created_without_force() {
     let hrl = valid();
     let body = wp_json(&desired(&hrl));
-    let script = vec![
-        apply_wp_unforced(body.clone(), StatusCode::CREATED, body),
-        apply_status(READY, None, Some("hrl-web")),
-        event("Normal", "WasmPluginApplied"),
-    ];
-    let action = run_with(hrl, None, Cache::Complete, script, Failures::default())
-        .await
-        .expect("reconciled");
+    let script = applied_then_ready(apply_wp_unforced(body.clone(), StatusCode::CREATED, body));
+    let action = run_complete(hrl, None, script).await.expect("reconciled");
     assert_eq!(action, Action::await_change());
 }
 
@@ -195,38 +224,16 @@ async fn with_a_complete_cache_our_drifted_wasm_plugin_is_still_forced_back() {
     let want = desired(&hrl);
     let mut drifted = want.clone();
     drifted.spec.fail_strategy = Some("FAIL_OPEN".into());
-    let body = wp_json(&want);
-    let script = vec![
-        apply_wp(body.clone(), StatusCode::OK, body),
-        event("Normal", "WasmPluginApplied"),
-    ];
-    let action = run_with(
-        hrl,
-        Some(drifted),
-        Cache::Complete,
-        script,
-        Failures::default(),
-    )
-    .await
-    .expect("reconciled");
+    let action = run_complete(hrl, Some(drifted), reapplied(&want))
+        .await
+        .expect("reconciled");
     assert_eq!(action, Action::await_change());
 }
 
 #[tokio::test]
 async fn someone_elses_wasm_plugin_of_the_same_name_is_left_alone_and_reported_as_a_conflict() {
     let hrl = valid();
-    let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "Apply failed with 1 conflict: conflict with \"kubectl-create\": .spec.url", "reason": "Conflict", "code": 409});
-    let conflicted = [
-        ("Accepted", "True", "Accepted"),
-        ("Programmed", "False", "Conflict"),
-        ("Ready", "False", "Conflict"),
-    ];
-    let script = vec![
-        apply_wp_unforced(wp_json(&desired(&hrl)), StatusCode::CONFLICT, conflict),
-        apply_status(conflicted, None, None),
-        event("Warning", "Conflict"),
-    ];
-    let action = run_with(hrl, None, Cache::Complete, script, Failures::default())
+    let action = run_complete(hrl.clone(), None, conflict(&hrl))
         .await
         .expect("a conflict is a status, not an error");
     assert_eq!(
@@ -248,12 +255,6 @@ async fn someone_elses_wasm_plugin_of_the_same_name_is_left_alone_and_reported_a
     );
 }
 
-const INVALID: [(&str, &str, &str); 3] = [
-    ("Accepted", "False", "Invalid"),
-    ("Programmed", "False", "Invalid"),
-    ("Ready", "False", "Invalid"),
-];
-
 fn invalid_after_ready() -> HeaderRateLimit {
     let mut broken = already_ready(valid());
     broken.spec.rate_limit =
@@ -270,15 +271,9 @@ async fn an_invalid_spec_keeps_naming_the_wasm_plugin_it_applied_before() {
         event("Warning", "Invalid"),
     ];
     let existing = desired(&valid());
-    run_with(
-        invalid_after_ready(),
-        Some(existing),
-        Cache::Complete,
-        script,
-        Failures::default(),
-    )
-    .await
-    .expect("reconciled");
+    run_complete(invalid_after_ready(), Some(existing), script)
+        .await
+        .expect("reconciled");
 }
 
 #[tokio::test]
@@ -291,15 +286,9 @@ async fn a_cached_wasm_plugin_owned_by_another_object_is_not_named() {
         apply_status(INVALID, None, None),
         event("Warning", "Invalid"),
     ];
-    run_with(
-        invalid_after_ready(),
-        Some(foreign),
-        Cache::Complete,
-        script,
-        Failures::default(),
-    )
-    .await
-    .expect("reconciled");
+    run_complete(invalid_after_ready(), Some(foreign), script)
+        .await
+        .expect("reconciled");
 }
 
 #[tokio::test]
@@ -309,19 +298,8 @@ async fn creating_a_wasm_plugin_logs_one_line_for_it_and_one_for_the_status() {
     let mut created = body.clone();
     created["metadata"]["generation"] = json!(1);
     created["metadata"]["resourceVersion"] = json!("1");
-    let script = vec![
-        apply_wp_unforced(body, StatusCode::CREATED, created),
-        apply_status(READY, None, Some("hrl-web")),
-        event("Normal", "WasmPluginApplied"),
-    ];
-    let (result, logs) = logged(run_with(
-        hrl,
-        None,
-        Cache::Complete,
-        script,
-        Failures::default(),
-    ))
-    .await;
+    let script = applied_then_ready(apply_wp_unforced(body, StatusCode::CREATED, created));
+    let (result, logs) = logged(run_complete(hrl, None, script)).await;
     result.expect("reconciled");
     let lines: Vec<&str> = logs.lines().collect();
     assert_eq!(lines.len(), 2, "{logs}");
@@ -351,12 +329,7 @@ async fn a_reconcile_that_changes_nothing_logs_nothing() {
 
     // A retry that meets the same missing CRD: no new status, no log line.
     let hrl = with_status(valid(), &Outcome::IstioNotInstalled);
-    let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "not found", "reason": "NotFound", "code": 404});
-    let script = vec![apply_wp(
-        wp_json(&desired(&hrl)),
-        StatusCode::NOT_FOUND,
-        not_found,
-    )];
+    let script = vec![apply_wp_without_istio(&hrl)];
     let (result, logs) = logged(run(hrl, None, script)).await;
     result.expect("reconciled");
     assert_eq!(logs, "");
@@ -365,25 +338,7 @@ async fn a_reconcile_that_changes_nothing_logs_nothing() {
 #[tokio::test]
 async fn a_new_conflict_is_logged_once_as_a_warning_naming_the_object() {
     let hrl = valid();
-    let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "Apply failed with 1 conflict", "reason": "Conflict", "code": 409});
-    let conflicted = [
-        ("Accepted", "True", "Accepted"),
-        ("Programmed", "False", "Conflict"),
-        ("Ready", "False", "Conflict"),
-    ];
-    let script = vec![
-        apply_wp_unforced(wp_json(&desired(&hrl)), StatusCode::CONFLICT, conflict),
-        apply_status(conflicted, None, None),
-        event("Warning", "Conflict"),
-    ];
-    let (result, logs) = logged(run_with(
-        hrl,
-        None,
-        Cache::Complete,
-        script,
-        Failures::default(),
-    ))
-    .await;
+    let (result, logs) = logged(run_complete(hrl.clone(), None, conflict(&hrl))).await;
     result.expect("a conflict is a status");
     let lines: Vec<&str> = logs.lines().collect();
     assert_eq!(lines.len(), 1, "{logs}");

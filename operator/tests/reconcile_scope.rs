@@ -8,34 +8,30 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
 use hrl_operator::conditions::{self, Outcome};
 use hrl_operator::controller::{Context, POD_CACHE_WAIT, reconcile};
 use hrl_operator::crd::{HeaderRateLimit, HeaderRateLimitStatus};
-use hrl_operator::metrics::Metrics;
 use hrl_operator::plan::{Observed, RlsSettings, Settings, plan};
 use hrl_operator::scope::{GATEWAY_NAME_LABEL, strip_pod};
 use hrl_operator::throttle::SCALE_WINDOW;
 use hrl_operator::wasm_plugin::WasmPlugin;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 use support::{
-    Exchange, Handle, STATUS_PATH, apply_wp, apply_wp_unforced, event, event_repeated, hrl, serve,
-    wp_json,
+    Exchange, Failures, Handle, apply_wp, apply_wp_unforced, context_over, event, event_repeated,
+    hrl, listed, serve, status_apply, wp_json,
 };
 
 const WORKLOAD: &str =
@@ -92,37 +88,19 @@ impl Harness {
     fn new(settings: Settings, pods: &[Pod]) -> Self {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
-        let (wasm_plugin_store, mut wasm_plugins) = reflector::store();
-        wasm_plugins.apply_watcher_event(&Event::Init);
-        wasm_plugins.apply_watcher_event(&Event::InitDone);
-        let (pod_store, mut pod_writer) = reflector::store();
-        pod_writer.apply_watcher_event(&Event::Init);
-        for pod in pods {
-            pod_writer.apply_watcher_event(&Event::InitApply(pod.clone()));
-        }
-        pod_writer.apply_watcher_event(&Event::InitDone);
-        let ctx = Context {
-            recorder: Recorder::new(
-                client.clone(),
-                Reporter {
-                    controller: "hrl-operator".into(),
-                    instance: Some("test".into()),
-                },
-            ),
+        let (wasm_plugin_store, wasm_plugins) = listed([]);
+        let (pod_store, pods) = listed(pods.iter().cloned());
+        let ctx = context_over(
             client,
-            settings: settings.clone(),
-            wasm_plugins: wasm_plugin_store,
-            metrics: Arc::new(Metrics::default()),
-            failures: Arc::new(Mutex::new(HashMap::new())),
-            store_waited: Arc::new(AtomicBool::new(true)),
-            pods: pod_store,
-            pods_wanted: Arc::default(),
-            last_applies: Arc::default(),
-        };
+            settings.clone(),
+            wasm_plugin_store,
+            pod_store,
+            Failures::default(),
+        );
         Harness {
             ctx: Arc::new(ctx),
             handle: Some(handle),
-            pods: pod_writer,
+            pods,
             wasm_plugins,
             settings,
             applied: None,
@@ -214,14 +192,20 @@ impl Harness {
 
 /// A status apply, checked by `check` on its `status`.
 fn status(check: impl Fn(&Value) + Send + 'static) -> Exchange {
-    Exchange {
-        method: Method::PATCH,
-        path: STATUS_PATH,
-        query: &[("fieldManager", "hrl-operator"), ("force", "true")],
-        check: Box::new(move |got| check(&got["status"])),
-        status: StatusCode::OK,
-        answer: json!({"apiVersion": "hrl.dev/v1alpha1", "kind": "HeaderRateLimit", "metadata": {"name": "web"}, "spec": {}}),
-    }
+    status_apply(move |got| check(&got["status"]))
+}
+
+/// A harness over two Ready `web` pods, and the Workload policy whose WasmPlugin it has
+/// applied for them.
+async fn applied_for_two_pods() -> (Harness, HeaderRateLimit) {
+    let mut h = Harness::new(
+        Settings::default(),
+        &[web("web-1", true), web("web-2", true)],
+    );
+    let policy = hrl(WORKLOAD);
+    let script = h.applies(&policy, 2, "50/s");
+    h.reconcile(&policy, script).await;
+    (h, policy)
 }
 
 fn share_of(wp: &WasmPlugin) -> Value {
@@ -277,13 +261,7 @@ async fn pods_appearing_becoming_ready_and_terminating_update_the_share() {
 
 #[tokio::test]
 async fn a_burst_of_pod_changes_within_the_window_makes_one_update() {
-    let mut h = Harness::new(
-        Settings::default(),
-        &[web("web-1", true), web("web-2", true)],
-    );
-    let policy = hrl(WORKLOAD);
-    let script = h.applies(&policy, 2, "50/s");
-    h.reconcile(&policy, script).await;
+    let (mut h, policy) = applied_for_two_pods().await;
     for name in ["web-3", "web-4", "web-5"] {
         h.pod(web(name, true));
         let action = h.reconcile(&policy, vec![]).await;
@@ -300,13 +278,7 @@ async fn a_burst_of_pod_changes_within_the_window_makes_one_update() {
 
 #[tokio::test]
 async fn a_spec_edit_within_the_window_is_applied_at_once() {
-    let mut h = Harness::new(
-        Settings::default(),
-        &[web("web-1", true), web("web-2", true)],
-    );
-    let policy = hrl(WORKLOAD);
-    let script = h.applies(&policy, 2, "50/s");
-    h.reconcile(&policy, script).await;
+    let (mut h, policy) = applied_for_two_pods().await;
     h.pod(web("web-3", true));
     let mut edited = policy.clone();
     edited.metadata.generation = Some(4);

@@ -3,7 +3,10 @@
 
 #![allow(dead_code)] // each test binary uses a part of the harness
 
+pub mod answers;
+
 use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,13 +20,15 @@ use hrl_operator::render::parse_documents;
 use hrl_operator::report;
 use hrl_operator::wasm_plugin::WasmPlugin;
 use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
+use kube::runtime::reflector::{Store, store::Writer};
 use kube::runtime::watcher::Event;
+use kube::{Client, Resource};
 use serde_json::{Value, json};
 
 pub type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
@@ -94,22 +99,51 @@ pub fn context_sharing(
     cache: Cache,
     failures: Failures,
 ) -> Arc<Context> {
-    let (store, mut writer) = reflector::store();
-    match cache {
+    let wasm_plugins = match cache {
         Cache::Partial => {
+            let (store, mut writer) = reflector::store();
             if let Some(wp) = existing {
                 writer.apply_watcher_event(&Event::Apply(wp));
             }
+            store
         }
-        Cache::Complete => {
-            writer.apply_watcher_event(&Event::Init);
-            if let Some(wp) = existing {
-                writer.apply_watcher_event(&Event::InitApply(wp));
-            }
-            writer.apply_watcher_event(&Event::InitDone);
-        }
+        Cache::Complete => listed(existing).0,
+    };
+    let pods = reflector::store().0;
+    Arc::new(context_over(
+        client,
+        Settings::default(),
+        wasm_plugins,
+        pods,
+        failures,
+    ))
+}
+
+/// A cache that has seen its initial list, `objects`, and the writer that keeps it.
+pub fn listed<K>(objects: impl IntoIterator<Item = K>) -> (Store<K>, Writer<K>)
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&Event::Init);
+    for object in objects {
+        writer.apply_watcher_event(&Event::InitApply(object));
     }
-    Arc::new(Context {
+    writer.apply_watcher_event(&Event::InitDone);
+    (store, writer)
+}
+
+/// The controller's context over `client` and the given caches: events are reported as
+/// `hrl-operator`, instance `test`, and the wait for the WasmPlugin cache is over.
+pub fn context_over(
+    client: Client,
+    settings: Settings,
+    wasm_plugins: Store<WasmPlugin>,
+    pods: Store<Pod>,
+    failures: Failures,
+) -> Context {
+    Context {
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -118,15 +152,15 @@ pub fn context_sharing(
             },
         ),
         client,
-        settings: Settings::default(),
-        wasm_plugins: store,
+        settings,
+        wasm_plugins,
         metrics: Arc::new(Metrics::default()),
         failures,
         store_waited: Arc::new(AtomicBool::new(true)),
-        pods: reflector::store().0,
+        pods,
         pods_wanted: Arc::default(),
         last_applies: Arc::default(),
-    })
+    }
 }
 
 /// One expected request and the answer the fake API server gives.
@@ -159,6 +193,18 @@ pub fn apply_wp_unforced(body: Value, status: StatusCode, answer: Value) -> Exch
     }
 }
 
+/// A status apply (forced: the status has one manager), its body checked by `check`.
+pub fn status_apply(check: impl Fn(&Value) + Send + 'static) -> Exchange {
+    Exchange {
+        method: Method::PATCH,
+        path: STATUS_PATH,
+        query: &[("fieldManager", "hrl-operator"), ("force", "true")],
+        check: Box::new(check),
+        status: StatusCode::OK,
+        answer: json!({"apiVersion": "hrl.dev/v1alpha1", "kind": "HeaderRateLimit", "metadata": {"name": "web"}, "spec": {}}),
+    }
+}
+
 /// Status apply whose conditions are (type, status, reason) as listed, naming `wasm_plugin`
 /// (`None`: no `status.wasmPlugin` at all).
 pub fn apply_status(
@@ -166,50 +212,48 @@ pub fn apply_status(
     message: Option<&'static str>,
     wasm_plugin: Option<&'static str>,
 ) -> Exchange {
-    Exchange {
-        method: Method::PATCH,
-        path: STATUS_PATH,
-        query: &[("fieldManager", "hrl-operator"), ("force", "true")],
-        check: Box::new(move |got| {
-            assert_eq!(got["apiVersion"], "hrl.dev/v1alpha1");
-            assert_eq!(got["kind"], "HeaderRateLimit");
-            assert_eq!(got["status"]["observedGeneration"], 3);
-            assert_eq!(
-                got["status"].get("wasmPlugin"),
-                wasm_plugin.map(Value::from).as_ref(),
-                "status.wasmPlugin"
-            );
-            let conditions = got["status"]["conditions"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let seen: Vec<(String, String, String)> = conditions
-                .iter()
-                .map(|c| {
-                    (
-                        c["type"].as_str().unwrap_or("").into(),
-                        c["status"].as_str().unwrap_or("").into(),
-                        c["reason"].as_str().unwrap_or("").into(),
-                    )
-                })
-                .collect();
-            let want: Vec<(String, String, String)> = want
-                .iter()
-                .map(|(a, b, c)| ((*a).into(), (*b).into(), (*c).into()))
-                .collect();
-            assert_eq!(seen, want);
-            if let Some(message) = message {
-                assert_eq!(conditions[0]["message"], message);
-            }
-            assert_eq!(
-                got.as_object().map(|o| o.len()),
-                Some(3),
-                "only apiVersion, kind, status"
-            );
-        }),
-        status: StatusCode::OK,
-        answer: json!({"apiVersion": "hrl.dev/v1alpha1", "kind": "HeaderRateLimit", "metadata": {"name": "web"}, "spec": {}}),
-    }
+    status_apply(move |got| {
+        assert_eq!(got["apiVersion"], "hrl.dev/v1alpha1");
+        assert_eq!(got["kind"], "HeaderRateLimit");
+        assert_eq!(got["status"]["observedGeneration"], 3);
+        assert_eq!(
+            got["status"].get("wasmPlugin"),
+            wasm_plugin.map(Value::from).as_ref(),
+            "status.wasmPlugin"
+        );
+        let conditions = got["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let seen: Vec<(String, String, String)> = conditions
+            .iter()
+            .map(|c| {
+                (
+                    c["type"].as_str().unwrap_or("").into(),
+                    c["status"].as_str().unwrap_or("").into(),
+                    c["reason"].as_str().unwrap_or("").into(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String, String)> = want
+            .iter()
+            .map(|(a, b, c)| ((*a).into(), (*b).into(), (*c).into()))
+            .collect();
+        assert_eq!(seen, want);
+        if let Some(message) = message {
+            assert_eq!(conditions[0]["message"], message);
+        }
+        assert_eq!(
+            got.as_object().map(|o| o.len()),
+            Some(3),
+            "only apiVersion, kind, status"
+        );
+    })
+}
+
+/// What the API server answers for an event the recorder creates or patches.
+fn event_answer() -> Value {
+    json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "web.1"}, "eventTime": null})
 }
 
 pub fn event(type_: &'static str, reason: &'static str) -> Exchange {
@@ -226,7 +270,7 @@ pub fn event(type_: &'static str, reason: &'static str) -> Exchange {
             assert_eq!(got["reportingController"], "hrl-operator");
         }),
         status: StatusCode::CREATED,
-        answer: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "web.1"}, "eventTime": null}),
+        answer: event_answer(),
     }
 }
 
@@ -242,7 +286,7 @@ pub fn event_repeated(reason: &'static str, count: u32) -> Exchange {
             assert_eq!(got["series"]["count"], count, "event series count");
         }),
         status: StatusCode::OK,
-        answer: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "web.1"}, "eventTime": null}),
+        answer: event_answer(),
     }
 }
 
@@ -282,13 +326,7 @@ pub async fn serve(mut handle: Handle, script: Vec<Exchange>) -> Handle {
         let bytes = request.into_body().collect_bytes().await.expect("body");
         let body: Value = serde_json::from_slice(&bytes).expect("JSON body");
         (want.check)(&body);
-        let answer = serde_json::to_vec(&want.answer).expect("answer");
-        respond.send_response(
-            Response::builder()
-                .status(want.status)
-                .body(Body::from(answer))
-                .expect("response"),
-        );
+        respond.send_response(answers::json_response(want.status, &want.answer));
     }
     handle
 }
@@ -310,6 +348,15 @@ pub async fn run_sharing(
     failures: Failures,
 ) -> Result<Action, Error> {
     run_with(hrl, existing, Cache::Partial, script, failures).await
+}
+
+/// `run` with a complete cache (its initial list seen).
+pub async fn run_complete(
+    hrl: HeaderRateLimit,
+    existing: Option<WasmPlugin>,
+    script: Vec<Exchange>,
+) -> Result<Action, Error> {
+    run_with(hrl, existing, Cache::Complete, script, Failures::default()).await
 }
 
 /// `run` with the cache in the given state.
