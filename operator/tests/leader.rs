@@ -3,10 +3,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: failing loudly is the point
 
+#[path = "support/answers.rs"]
+mod answers;
+
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use answers::{failure, json_response};
 use hrl_operator::leader::{self, LeaderElector, RENEW_DEADLINE};
 use hrl_operator::metrics::Metrics;
 use http::{Method, Request, Response, StatusCode};
@@ -15,6 +19,7 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tower_test::mock::Mock;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
@@ -30,7 +35,11 @@ fn lease(holder: &str, version: &str) -> Value {
 }
 
 fn not_found() -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+    failure(StatusCode::NOT_FOUND, "NotFound", "not found")
+}
+
+fn conflict() -> Value {
+    failure(StatusCode::CONFLICT, "Conflict", "conflict")
 }
 
 /// Answers each expected (method, path) with (status, body); returns the request bodies.
@@ -51,25 +60,24 @@ async fn serve(
         );
         let bytes = request.into_body().collect_bytes().await.expect("body");
         bodies.push(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
-        let answer = serde_json::to_vec(&answer).expect("answer");
-        respond.send_response(
-            Response::builder()
-                .status(status)
-                .body(Body::from(answer))
-                .expect("response"),
-        );
+        respond.send_response(json_response(status, &answer));
     }
     (handle, bodies)
 }
 
-async fn attempt(script: Vec<(Method, &'static str, StatusCode, Value)>) -> (bool, Vec<Value>) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+/// An elector of the Lease `hrl-system/hrl-operator` as `identity`, over `service`.
+fn elector(service: Mock<Request<Body>, Response<Body>>, identity: String) -> LeaderElector {
     let client = Client::new(service, "hrl-system");
-    let mut elector = LeaderElector::new(
+    LeaderElector::new(
         Api::namespaced(client, "hrl-system"),
         "hrl-operator".into(),
-        "me".into(),
-    );
+        identity,
+    )
+}
+
+async fn attempt(script: Vec<(Method, &'static str, StatusCode, Value)>) -> (bool, Vec<Value>) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let mut elector = elector(service, "me".into());
     let (result, (mut handle, bodies)) =
         tokio::join!(elector.try_acquire_or_renew(), serve(handle, script));
     drop(elector);
@@ -115,10 +123,9 @@ async fn our_lease_is_renewed_with_an_update_carrying_the_resource_version() {
 
 #[tokio::test]
 async fn a_conflicting_update_means_someone_else_won() {
-    let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "conflict"});
     let (leading, _) = attempt(vec![
         (Method::GET, LEASE, StatusCode::OK, lease("", "7")),
-        (Method::PUT, LEASE, StatusCode::CONFLICT, conflict),
+        (Method::PUT, LEASE, StatusCode::CONFLICT, conflict()),
     ])
     .await;
     assert!(!leading);
@@ -132,17 +139,6 @@ struct LeaseStore {
     version: u64,
 }
 
-fn answer(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .body(Body::from(serde_json::to_vec(body).expect("json")))
-        .expect("response")
-}
-
-fn conflict() -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "conflict"})
-}
-
 /// Serves get/create/update of the Lease from `store` until the client is dropped.
 async fn lease_server(mut handle: Handle, store: Arc<Mutex<LeaseStore>>) {
     while let Some((request, respond)) = handle.next_request().await {
@@ -152,24 +148,24 @@ async fn lease_server(mut handle: Handle, store: Arc<Mutex<LeaseStore>>) {
         let mut store = store.lock().expect("lock");
         let response = match (method, path.as_str()) {
             (Method::GET, LEASE) => match &store.lease {
-                Some(lease) => answer(StatusCode::OK, lease),
-                None => answer(StatusCode::NOT_FOUND, &not_found()),
+                Some(lease) => json_response(StatusCode::OK, lease),
+                None => json_response(StatusCode::NOT_FOUND, &not_found()),
             },
             (Method::POST, LEASES) if store.lease.is_some() => {
-                answer(StatusCode::CONFLICT, &conflict())
+                json_response(StatusCode::CONFLICT, &conflict())
             }
             (Method::PUT, LEASE)
                 if body["metadata"]["resourceVersion"].as_str()
                     != Some(store.version.to_string().as_str()) =>
             {
-                answer(StatusCode::CONFLICT, &conflict())
+                json_response(StatusCode::CONFLICT, &conflict())
             }
             (Method::POST, LEASES) | (Method::PUT, LEASE) => {
                 store.version += 1;
                 let mut lease = body;
                 lease["metadata"]["resourceVersion"] = json!(store.version.to_string());
                 store.lease = Some(lease.clone());
-                answer(StatusCode::OK, &lease)
+                json_response(StatusCode::OK, &lease)
             }
             (method, path) => panic!("unexpected {method} {path}"),
         };
@@ -180,12 +176,7 @@ async fn lease_server(mut handle: Handle, store: Arc<Mutex<LeaseStore>>) {
 fn elector_on(store: &Arc<Mutex<LeaseStore>>, identity: String) -> LeaderElector {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     tokio::spawn(lease_server(handle, store.clone()));
-    let client = Client::new(service, "hrl-system");
-    LeaderElector::new(
-        Api::namespaced(client, "hrl-system"),
-        "hrl-operator".into(),
-        identity,
-    )
+    elector(service, identity)
 }
 
 #[tokio::test]
@@ -215,22 +206,17 @@ async fn a_renewal_that_never_answers_ends_the_term_by_the_renew_deadline() {
         while let Some((request, respond)) = handle.next_request().await {
             match (request.method(), created) {
                 (&Method::GET, false) => {
-                    respond.send_response(answer(StatusCode::NOT_FOUND, &not_found()))
+                    respond.send_response(json_response(StatusCode::NOT_FOUND, &not_found()))
                 }
                 (&Method::POST, false) => {
                     created = true;
-                    respond.send_response(answer(StatusCode::CREATED, &lease("me", "1")));
+                    respond.send_response(json_response(StatusCode::CREATED, &lease("me", "1")));
                 }
                 _ => unanswered.push(respond),
             }
         }
     });
-    let client = Client::new(service, "hrl-system");
-    let mut elector = LeaderElector::new(
-        Api::namespaced(client, "hrl-system"),
-        "hrl-operator".into(),
-        "me".into(),
-    );
+    let mut elector = elector(service, "me".into());
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let ended = Arc::new(Mutex::new(None));

@@ -5,10 +5,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: failing loudly is the point
 
+#[path = "support/answers.rs"]
+mod answers;
+
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use answers::{failure, json_response};
 use hrl_operator::metrics::Metrics;
 use hrl_operator::plan::Settings;
 use hrl_operator::run::{RunConfig, run};
@@ -30,14 +34,6 @@ fn hrl(name: &str, rate_limit: Value) -> Value {
 
 fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
     json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": "10"}, "items": items})
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).expect("json")))
-        .expect("response")
 }
 
 /// Serves the fake API server until the test ends; records `METHOD path` of every request.
@@ -68,10 +64,10 @@ async fn serve(mut handle: Handle, seen: Arc<Mutex<Vec<String>>>, rate_limit: Va
             (&Method::GET, "/apis/hrl.dev/v1alpha1/headerratelimits") => {
                 hrl_lists += 1;
                 if hrl_lists == 1 {
+                    let forbidden = "headerratelimits.hrl.dev is forbidden";
                     json_response(
                         StatusCode::FORBIDDEN,
-                        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
-                                "message": "headerratelimits.hrl.dev is forbidden"}),
+                        &failure(StatusCode::FORBIDDEN, "Forbidden", forbidden),
                     )
                 } else {
                     let bad = hrl("old", json!({"tokensPerSecond": "ten"}));
