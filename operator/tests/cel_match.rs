@@ -15,6 +15,17 @@ fn with_match(matches: Value) -> Value {
     json!({"selector": {"matchLabels": {"a": "b"}}, "match": matches})
 }
 
+/// A `spec.match` of one entry whose `field` is `sample`: a path's `exact` or `prefix`, a
+/// header's `name` or `value` (of header x-a), else one item of the list `field`.
+fn match_one(field: &str, sample: &str) -> Value {
+    match field {
+        "exact" | "prefix" => json!({"paths": [{field: sample}]}),
+        "name" => json!({"headers": [{"name": sample}]}),
+        "value" => json!({"headers": [{"name": "x-a", "value": sample}]}),
+        _ => json!({field: [sample]}),
+    }
+}
+
 #[test]
 fn a_match_of_methods_paths_hosts_and_headers_is_accepted() {
     for ok in [
@@ -43,99 +54,73 @@ fn a_path_has_exactly_one_of_exact_or_prefix() {
 #[test]
 fn bad_paths_methods_hosts_and_headers_are_rejected_at_their_field() {
     let long_path = format!("/{}", "a".repeat(1024));
+    let long_method = "X".repeat(33);
+    let long_label = format!("{}.com", "a".repeat(64));
     let long_host = format!("{}.com", vec!["a".repeat(63); 4].join("."));
-    let cases = [
+    // (field, what the rejection contains, the values rejected there)
+    let cases: [(&str, &str, &[&str]); 8] = [
         (
-            json!({"paths": [{"exact": "login"}]}),
+            "exact",
             "/spec/match/paths/0/exact",
+            &["login", "/a#top", "/a b", "/caf\u{e9}", &long_path],
         ),
+        ("prefix", "/spec/match/paths/0/prefix", &["/a?b=1"]),
         (
-            json!({"paths": [{"prefix": "/a?b=1"}]}),
-            "/spec/match/paths/0/prefix",
-        ),
-        (
-            json!({"paths": [{"exact": "/a#top"}]}),
-            "/spec/match/paths/0/exact",
-        ),
-        (
-            json!({"paths": [{"exact": "/a b"}]}),
-            "/spec/match/paths/0/exact",
-        ),
-        (
-            json!({"paths": [{"exact": "/caf\u{e9}"}]}),
-            "/spec/match/paths/0/exact",
-        ),
-        (
-            json!({"paths": [{"exact": long_path}]}),
-            "/spec/match/paths/0/exact",
-        ),
-        (json!({"methods": ["GET POST"]}), "/spec/match/methods/0"),
-        (json!({"methods": [""]}), "/spec/match/methods/0"),
-        (json!({"methods": ["G(ET"]}), "/spec/match/methods/0"),
-        (
-            json!({"methods": ["X".repeat(33)]}),
+            "methods",
             "/spec/match/methods/0",
+            &["GET POST", "", "G(ET", &long_method],
         ),
-        (json!({"hosts": ["Example.com"]}), "/spec/match/hosts/0"),
-        (json!({"hosts": ["a.com:80"]}), "/spec/match/hosts/0"),
-        (json!({"hosts": ["*"]}), "/spec/match/hosts/0"),
-        (json!({"hosts": ["*."]}), "/spec/match/hosts/0"),
-        (json!({"hosts": ["a.com."]}), "/spec/match/hosts/0"),
-        (json!({"hosts": ["-a.com"]}), "/spec/match/hosts/0"),
-        (json!({"hosts": ["a..com"]}), "/spec/match/hosts/0"),
-        (json!({"hosts": ["a.*.com"]}), "/spec/match/hosts/0"),
-        (json!({"hosts": ["*.*.com"]}), "/spec/match/hosts/0"),
         (
-            json!({"hosts": [format!("{}.com", "a".repeat(64))]}),
+            "hosts",
             "/spec/match/hosts/0",
+            &[
+                "Example.com",
+                "a.com:80",
+                "*",
+                "*.",
+                "a.com.",
+                "-a.com",
+                "a..com",
+                "a.*.com",
+                "*.*.com",
+                &long_label,
+                &long_host,
+            ],
         ),
-        (json!({"hosts": [long_host]}), "/spec/match/hosts/0"),
         (
-            json!({"headers": [{"name": "X-Tenant"}]}),
+            "name",
             "/spec/match/headers/0/name",
+            &["X-Tenant", ":authority"],
         ),
-        (
-            json!({"headers": [{"name": ":authority"}]}),
-            "/spec/match/headers/0/name",
-        ),
-        (
-            json!({"headers": [{"name": "x-a", "value": "a\nb"}]}),
-            "/spec/match/headers/0/value",
-        ),
-        (
-            json!({"headers": [{"value": "v"}]}),
-            "/spec/match/headers/0",
-        ),
-        (
-            json!({"headers": [{"name": "host"}]}),
-            "match the host with hosts",
-        ),
-        (
-            json!({"headers": [{"name": "transfer-encoding"}]}),
-            "framing or hop-by-hop",
-        ),
+        ("value", "/spec/match/headers/0/value", &["a\nb"]),
+        ("name", "match the host with hosts", &["host"]),
+        ("name", "framing or hop-by-hop", &["transfer-encoding"]),
     ];
-    for (matches, field) in cases {
-        rejected_with(with_match(matches), field);
+    for (field, needle, samples) in cases {
+        for sample in samples {
+            rejected_with(with_match(match_one(field, sample)), needle);
+        }
     }
+    rejected_with(
+        with_match(json!({"headers": [{"value": "v"}]})),
+        "/spec/match/headers/0",
+    );
 }
 
 #[test]
 fn each_match_list_holds_at_most_16_entries_without_duplicates() {
-    let methods: Vec<String> = (0..17).map(|i| format!("M{i}")).collect();
-    let paths: Vec<Value> = (0..17).map(|i| json!({"exact": format!("/{i}")})).collect();
-    let hosts: Vec<String> = (0..17).map(|i| format!("h{i}.com")).collect();
-    let headers: Vec<Value> = (0..17).map(|i| json!({"name": format!("x-{i}")})).collect();
-    rejected_with(
-        with_match(json!({"methods": methods})),
-        "/spec/match/methods",
-    );
-    rejected_with(with_match(json!({"paths": paths})), "/spec/match/paths");
-    rejected_with(with_match(json!({"hosts": hosts})), "/spec/match/hosts");
-    rejected_with(
-        with_match(json!({"headers": headers})),
-        "/spec/match/headers",
-    );
+    let seventeen = |item: fn(usize) -> Value| -> Vec<Value> { (0..17).map(item).collect() };
+    for (list, items) in [
+        ("methods", seventeen(|i| json!(format!("M{i}")))),
+        ("paths", seventeen(|i| json!({"exact": format!("/{i}")}))),
+        ("hosts", seventeen(|i| json!(format!("h{i}.com")))),
+        ("headers", seventeen(|i| json!({"name": format!("x-{i}")}))),
+    ] {
+        rejected_with(
+            with_match(json!({list: items})),
+            &format!("/spec/match/{list}"),
+        );
+    }
     let duplicates = [
         (
             json!({"methods": ["GET", "POST", "GET"]}),
@@ -176,15 +161,7 @@ fn each_match_list_holds_at_most_16_entries_without_duplicates() {
 #[test]
 fn the_schema_and_the_operator_agree_on_every_match_value() {
     let values = |field: &str, samples: &[&str]| -> Vec<Value> {
-        samples
-            .iter()
-            .map(|s| match field {
-                "exact" | "prefix" => json!({"paths": [{field: s}]}),
-                "name" => json!({"headers": [{"name": s}]}),
-                "value" => json!({"headers": [{"name": "x-a", "value": s}]}),
-                _ => json!({field: [s]}),
-            })
-            .collect()
+        samples.iter().map(|s| match_one(field, s)).collect()
     };
     let long = "a".repeat(1023);
     let path = format!("/{long}");
