@@ -109,34 +109,48 @@ fn builders_use_a_rust_version_at_least_the_workspace_rust_version() -> TestResu
     Ok(())
 }
 
-#[test]
-fn operator_builder_runs_a_locked_release_build_of_the_operator_binary() -> TestResult {
-    let stages = dockerfile("Dockerfile.operator")?;
-    let runs: Vec<&Instruction> = stages[0].all("RUN");
+/// Fails unless the `cargo build` RUN of `name`'s builder stage has each of `parts`.
+fn assert_cargo_build_has(name: &str, builder: &Stage, parts: &[String]) -> TestResult {
+    let runs = builder.all("RUN");
     let build = runs
         .iter()
         .find(|r| r.args.contains("cargo build"))
-        .ok_or("Dockerfile.operator: no `cargo build` in the builder")?;
-    for part in ["--release", "--locked", "-p hrl-operator"] {
+        .ok_or_else(|| format!("{name}: no `cargo build` in the builder"))?;
+    for part in parts {
         assert!(
-            build.args.contains(part),
-            "operator build lacks `{part}`: {}",
+            build.args.contains(part.as_str()),
+            "{name}: the build lacks `{part}`: {}",
             build.args
         );
     }
-    let manifest = read("operator/Cargo.toml")?;
-    assert!(
-        manifest.contains("name = \"hrl-operator\""),
-        "operator/Cargo.toml no longer names the binary hrl-operator"
-    );
-    assert!(
-        build
-            .args
-            .contains("target/release/hrl-operator /out/hrl-operator"),
-        "the builder must put target/release/hrl-operator at /out/hrl-operator: {}",
-        build.args
-    );
     Ok(())
+}
+
+/// Fails with `message` unless the workspace file `relative` contains `needle`.
+fn assert_file_has(relative: &str, needle: &str, message: &str) -> TestResult {
+    assert!(read(relative)?.contains(needle), "{message}");
+    Ok(())
+}
+
+#[test]
+fn operator_builder_runs_a_locked_release_build_of_the_operator_binary() -> TestResult {
+    let stages = dockerfile("Dockerfile.operator")?;
+    assert_cargo_build_has(
+        "Dockerfile.operator",
+        &stages[0],
+        &[
+            "--release".into(),
+            "--locked".into(),
+            "-p hrl-operator".into(),
+            // Where the runtime stage copies it from.
+            "target/release/hrl-operator /out/hrl-operator".into(),
+        ],
+    )?;
+    assert_file_has(
+        "operator/Cargo.toml",
+        "name = \"hrl-operator\"",
+        "operator/Cargo.toml no longer names the binary hrl-operator",
+    )
 }
 
 #[test]
@@ -226,34 +240,29 @@ fn filter_builder_uses_the_same_target_profile_and_size_budget_as_make_filter() 
     let profile = make_var("WASM_PROFILE")?;
     let budget = make_var("FILTER_MAX_BYTES")?;
     let stages = dockerfile("Dockerfile.filter")?;
-    let runs = stages[0].all("RUN");
     assert!(
-        runs.iter()
+        stages[0]
+            .all("RUN")
+            .iter()
             .any(|r| r.args.contains(&format!("rustup target add {target}"))),
         "the builder must install the {target} target"
     );
-    let build = runs
-        .iter()
-        .find(|r| r.args.contains("cargo build"))
-        .ok_or("Dockerfile.filter: no `cargo build`")?;
-    for part in [
-        "--locked".to_string(),
-        "-p hrl-filter".to_string(),
-        format!("--target {target}"),
-        format!("--profile {profile}"),
-        format!("target/{target}/{profile}/hrl_filter.wasm /out/hrl_filter.wasm"),
-    ] {
-        assert!(
-            build.args.contains(&part),
-            "filter build lacks `{part}`: {}",
-            build.args
-        );
-    }
-    let makefile = read("Makefile")?;
-    assert!(
-        makefile.contains("-p hrl-filter --target $(WASM_TARGET) --profile $(WASM_PROFILE)"),
-        "`make filter` changed: update Dockerfile.filter and this test together"
-    );
+    assert_cargo_build_has(
+        "Dockerfile.filter",
+        &stages[0],
+        &[
+            "--locked".into(),
+            "-p hrl-filter".into(),
+            format!("--target {target}"),
+            format!("--profile {profile}"),
+            format!("target/{target}/{profile}/hrl_filter.wasm /out/hrl_filter.wasm"),
+        ],
+    )?;
+    assert_file_has(
+        "Makefile",
+        "-p hrl-filter --target $(WASM_TARGET) --profile $(WASM_PROFILE)",
+        "`make filter` changed: update Dockerfile.filter and this test together",
+    )?;
     let optimise = stages[stages.len() - 2]
         .all("RUN")
         .into_iter()
