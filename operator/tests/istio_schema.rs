@@ -9,9 +9,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: failing loudly is the point
 
-use hrl_operator::plan::{Observed, RlsSettings, Settings, plan};
+#[path = "support/settings.rs"]
+mod settings;
+
+use hrl_operator::plan::{Observed, Settings, plan};
 use hrl_operator::render::parse_documents;
 use serde_json::{Value, json};
+use settings::with_rate_limit_service;
 
 /// Istio's WasmPlugin schema (v1alpha1).
 fn istio_schema() -> Value {
@@ -89,21 +93,11 @@ fn planned_examples(settings: &Settings) -> Vec<(String, Value)> {
 #[test]
 fn every_wasm_plugin_planned_from_the_examples_passes_istios_crd_schema_and_cel_rules() {
     let schema = istio_schema();
-    let rls = RlsSettings::new(
-        "ratelimit.hrl-system.svc.cluster.local:8081",
-        "hrl",
-        "100ms",
-    )
-    .ok();
+    let default = with_rate_limit_service();
     let pinned = Settings {
         filter_url: "oci://ghcr.io/hrl-dev/hrl-filter:0.1.0".into(),
         filter_sha256: Some("0123456789abcdef".repeat(4)),
-        rls: rls.clone(),
-        ..Settings::default()
-    };
-    let default = Settings {
-        rls,
-        ..Settings::default()
+        ..default.clone()
     };
     for settings in [default, pinned] {
         for (example, wp) in planned_examples(&settings) {
@@ -120,16 +114,7 @@ fn every_wasm_plugin_planned_from_the_examples_passes_istios_crd_schema_and_cel_
 #[test]
 fn the_istio_schema_check_catches_what_istio_rejects() {
     let schema = istio_schema();
-    let settings = Settings {
-        rls: RlsSettings::new(
-            "ratelimit.hrl-system.svc.cluster.local:8081",
-            "hrl",
-            "100ms",
-        )
-        .ok(),
-        ..Settings::default()
-    };
-    let (_, wp) = planned_examples(&settings).remove(0);
+    let (_, wp) = planned_examples(&with_rate_limit_service()).remove(0);
     let mut both = wp.clone();
     both["spec"]["targetRefs"] = json!([{"kind": "Gateway", "name": "g"}]);
     assert!(

@@ -15,7 +15,7 @@ use futures::FutureExt;
 use hrl_operator::conditions::{self, Outcome};
 use hrl_operator::controller::{Context, POD_CACHE_WAIT, reconcile};
 use hrl_operator::crd::{HeaderRateLimit, HeaderRateLimitStatus};
-use hrl_operator::plan::{Observed, RlsSettings, Settings, plan};
+use hrl_operator::plan::{Observed, Settings, plan};
 use hrl_operator::scope::{GATEWAY_NAME_LABEL, strip_pod};
 use hrl_operator::throttle::SCALE_WINDOW;
 use hrl_operator::wasm_plugin::WasmPlugin;
@@ -29,6 +29,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
+use support::settings::with_rate_limit_service;
 use support::{
     Exchange, Failures, Handle, apply_wp, apply_wp_unforced, context_over, event, event_repeated,
     hrl, listed, serve, status_apply, wp_json,
@@ -372,17 +373,7 @@ async fn a_cluster_policy_names_its_service_or_says_none_is_configured() {
         "a Cluster policy counts no pods: no pod watch"
     );
 
-    let settings = Settings {
-        rls: Some(
-            RlsSettings::new(
-                "ratelimit.hrl-system.svc.cluster.local:8081",
-                "hrl",
-                "100ms",
-            )
-            .unwrap(),
-        ),
-        ..Settings::default()
-    };
+    let settings = with_rate_limit_service();
     let mut h = Harness::new(settings.clone(), &[]);
     let wp = plan(&cluster, &settings, &Observed::default())
         .wasm_plugin

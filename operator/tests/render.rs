@@ -2,8 +2,12 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: failing loudly is the point
 
-use hrl_operator::plan::{Observed, RlsSettings, Settings};
+#[path = "support/settings.rs"]
+mod settings;
+
+use hrl_operator::plan::{Observed, Settings};
 use hrl_operator::render::{RenderError, parse_documents, render};
+use settings::with_rate_limit_service;
 
 const TWO: &str = "---
 apiVersion: hrl.dev/v1alpha1
@@ -104,15 +108,7 @@ fn every_example_renders() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
     let mut count = 0;
     // The Cluster example needs the installation's rate limit service.
-    let settings = Settings {
-        rls: RlsSettings::new(
-            "ratelimit.hrl-system.svc.cluster.local:8081",
-            "hrl",
-            "100ms",
-        )
-        .ok(),
-        ..Settings::default()
-    };
+    let settings = with_rate_limit_service();
     for entry in std::fs::read_dir(dir).expect("examples/ exists").flatten() {
         let yaml = std::fs::read_to_string(entry.path()).expect("readable");
         let out = render(&yaml, &settings, &Observed { replicas: Some(3) });

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a part of the harness
 
 pub mod answers;
+pub mod settings;
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
