@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
@@ -74,10 +75,14 @@ pub struct Engine {
     // Without it a call waits out the Redis client's reconnection backoff (about 13 s).
     timeout: Duration,
     // Limitador's Redis storage reads, then increments in a second round trip: two requests
-    // at once could both pass. One count at a time makes this process exact; several
-    // processes on one Redis can still over-admit (README).
-    counting: Mutex<()>,
+    // for one counter at once could both pass. One count at a time per counter makes this
+    // process exact; several processes on one Redis can still over-admit (README). Striped:
+    // counters that share a lock wait for each other, others count at once.
+    counting: [Mutex<()>; COUNTING_LOCKS],
 }
+
+/// Locks the counters are spread over.
+const COUNTING_LOCKS: usize = 64;
 
 impl Engine {
     /// An engine limiting the `domains` (others answer OK without counting).
@@ -86,7 +91,7 @@ impl Engine {
             storage,
             domains,
             timeout: STORAGE_TIMEOUT,
-            counting: Mutex::new(()),
+            counting: std::array::from_fn(|_| Mutex::new(())),
         }
     }
 
@@ -118,6 +123,15 @@ impl Engine {
         Ok(response(statuses))
     }
 
+    /// The lock of a descriptor's counters (every window of them: the window is left out).
+    fn lock_of(&self, domain: &str, descriptor: &Descriptor) -> &Mutex<()> {
+        let mut hasher = DefaultHasher::new();
+        (domain, &descriptor.entries).hash(&mut hasher);
+        // The remainder is below the array's length.
+        let stripe = (hasher.finish() % self.counting.len() as u64) as usize;
+        &self.counting[stripe]
+    }
+
     /// Counts one descriptor on its own, as envoyproxy/ratelimit does (one over-limit
     /// descriptor does not stop another from counting).
     async fn count(
@@ -130,7 +144,7 @@ impl Engine {
     ) -> Result<Count, Error> {
         let mut counters = vec![counter(domain, index, descriptor, limit, now)?];
         let authorization = {
-            let _one_at_a_time = self.counting.lock().await;
+            let _one_at_a_time = self.lock_of(domain, descriptor).lock().await;
             tokio::time::timeout(
                 self.timeout,
                 self.storage
