@@ -51,7 +51,8 @@ pub struct Metrics {
     pub undecodable: Counter,
     /// Set once the API server answered (standby or leader).
     pub ready: AtomicBool,
-    /// Whether every running HeaderRateLimit watch has its list; with `ready`, gates `/readyz`.
+    /// Whether every running HeaderRateLimit and pod watch has its list; with `ready`, gates
+    /// `/readyz`.
     pub watches: Arc<WatchHealth>,
 }
 
@@ -124,8 +125,8 @@ impl Metrics {
             .inc();
     }
 
-    /// What `/readyz` answers: the API server answered, and every running HeaderRateLimit
-    /// watch has its list (a standby replica runs none).
+    /// What `/readyz` answers: the API server answered, and every running HeaderRateLimit and
+    /// pod watch has its list (a standby replica runs none).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed) && self.watches.all_synced()
     }

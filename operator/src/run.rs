@@ -10,8 +10,9 @@
 //!
 //! Pods are watched in the same scope once a `scope: Workload` policy exists: stripped to what the
 //! count reads (`scope::strip_pod`) before the reflector stores them, and only versions that
-//! can change a count (`scope::changes_count`) are stored and passed on, to every Workload
-//! policy of their namespace (`scope::policies_to_recount`: a relabelled pod may have left one).
+//! can change a count (`scope::changes_count`) are stored and passed on (`store_pod_event`:
+//! a relabelled pod's previous version too), to the Workload policies that cover them
+//! (`scope::policies_covering`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -26,7 +27,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{Config, Controller, WatchStreamExt, reflector};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::Notify;
 
 use crate::cache::strip;
@@ -203,7 +204,7 @@ async fn controller(
     Controller::for_stream(hrl_events, hrl_store)
         .owns_stream(owned)
         .watches_stream(pod_events, move |pod: Pod| {
-            scope::policies_to_recount(&pod, &policies.state())
+            scope::policies_covering(&pod, &policies.state())
         })
         .reconcile_all_on(recovered)
         .with_config(Config::default().concurrency(CONCURRENCY))
@@ -222,14 +223,16 @@ async fn controller(
         .await;
 }
 
-/// The pod watch: stripped pods into `writer`, and each stored change passed on.
+/// The pod watch: stripped pods into `writer`; passed on, the pods whose covering policies
+/// must recount (`store_pod_event`).
 fn pod_watch(
     api: Api<Pod>,
     store: reflector::Store<Pod>,
-    writer: reflector::store::Writer<Pod>,
+    mut writer: reflector::store::Writer<Pod>,
     metrics: Arc<Metrics>,
 ) -> impl futures::Stream<Item = watcher::Result<Pod>> + Send + 'static {
     let health = metrics.watches.track();
+    let cached = store.clone();
     // any_semantic: the initial list is served from the API server's watch cache.
     watcher::watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
@@ -243,7 +246,7 @@ fn pod_watch(
                     None
                 }
                 Ok(Event::Apply(pod))
-                    if !scope::changes_count(store.get(&ObjectRef::from_obj(&pod)).as_deref(), &pod) =>
+                    if !scope::changes_count(cached.get(&ObjectRef::from_obj(&pod)).as_deref(), &pod) =>
                 {
                     None
                 }
@@ -251,13 +254,46 @@ fn pod_watch(
                     if matches!(event, Event::InitDone) {
                         health.synced();
                     }
-                    Some(Ok(event))
+                    Some(event)
                 }
             };
             futures::future::ready(item)
         })
-        .reflect(writer)
-        .touched_objects()
+        .flat_map(move |event| {
+            let touched = store_pod_event(&store, &mut writer, &event);
+            futures::stream::iter(touched.into_iter().map(Ok))
+        })
+}
+
+/// Stores a pod event (as `reflect` would) and returns the pods whose covering Workload
+/// policies must recount: a changed or deleted pod; for a relabelled pod also its previous
+/// version, since the policies it left recount too; after a (re)list every pod of the old and
+/// the new list, since the store only changes when the list is complete (`InitDone` swaps it
+/// in, and a pod gone during a watch outage has no Delete event). Nothing during a list: a
+/// policy counted then would see the old store.
+fn store_pod_event(
+    store: &reflector::Store<Pod>,
+    writer: &mut reflector::store::Writer<Pod>,
+    event: &Event<Pod>,
+) -> Vec<Pod> {
+    let before = match event {
+        Event::Apply(pod) => store
+            .get(&ObjectRef::from_obj(pod))
+            .filter(|previous| previous.labels() != pod.labels())
+            .into_iter()
+            .collect(),
+        Event::InitDone => store.state(),
+        _ => Vec::new(),
+    };
+    writer.apply_watcher_event(event);
+    let now = match event {
+        Event::Apply(pod) | Event::Delete(pod) => vec![pod.clone()],
+        Event::InitDone => store.state().iter().map(|pod| (**pod).clone()).collect(),
+        Event::Init | Event::InitApply(_) => Vec::new(),
+    };
+    now.into_iter()
+        .chain(before.iter().map(|pod| (**pod).clone()))
+        .collect()
 }
 
 fn watcher(
@@ -277,6 +313,69 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    fn pod(name: &str, app: &str) -> Pod {
+        let mut pod = Pod::default();
+        pod.metadata.name = Some(name.into());
+        pod.metadata.namespace = Some("shop".into());
+        pod.metadata.labels = Some([("app".to_owned(), app.to_owned())].into());
+        pod
+    }
+
+    /// `(name, app label)` of each pod, sorted.
+    fn seen(pods: &[Pod]) -> Vec<(String, String)> {
+        let mut seen: Vec<(String, String)> = pods
+            .iter()
+            .map(|p| (p.name_any(), p.labels()["app"].clone()))
+            .collect();
+        seen.sort();
+        seen
+    }
+
+    fn pair(name: &str, app: &str) -> (String, String) {
+        (name.to_owned(), app.to_owned())
+    }
+
+    #[test]
+    fn pod_events_recount_the_policies_of_old_and_new_labels_and_lists_only_once_complete() {
+        let (store, mut writer) = reflector::store::<Pod>();
+        let mut event = |e: Event<Pod>| seen(&store_pod_event(&store, &mut writer, &e));
+
+        assert!(event(Event::Init).is_empty());
+        assert!(
+            event(Event::InitApply(pod("a", "web"))).is_empty(),
+            "nothing is counted before the list is complete"
+        );
+        assert_eq!(event(Event::InitDone), [pair("a", "web")]);
+        assert_eq!(store.state().len(), 1);
+
+        assert_eq!(event(Event::Apply(pod("b", "web"))), [pair("b", "web")]);
+        assert_eq!(
+            event(Event::Apply(pod("a", "api"))),
+            [pair("a", "api"), pair("a", "web")],
+            "a relabelled pod recounts the policies of its old labels too"
+        );
+        assert_eq!(event(Event::Delete(pod("b", "web"))), [pair("b", "web")]);
+
+        // A relist after an outage: `a` went away unseen, `c` came.
+        assert!(event(Event::Init).is_empty());
+        assert!(event(Event::InitApply(pod("c", "web"))).is_empty());
+        assert_eq!(
+            event(Event::InitDone),
+            [pair("a", "api"), pair("c", "web")],
+            "the old list and the new one"
+        );
+        assert_eq!(
+            seen(
+                &store
+                    .state()
+                    .iter()
+                    .map(|p| (**p).clone())
+                    .collect::<Vec<_>>()
+            ),
+            [pair("c", "web")]
+        );
     }
 
     #[test]

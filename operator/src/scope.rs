@@ -139,11 +139,9 @@ pub fn changes_count(cached: Option<&Pod>, pod: &Pod) -> bool {
     cached.is_none_or(|cached| cached.labels() != pod.labels() || serves(cached) != serves(pod))
 }
 
-/// The Workload-scope policies among `policies` whose count a change of `pod` may change: all
-/// of them in its namespace, not only the ones that cover it now. A relabelled pod may have
-/// left a policy, and the store no longer has its old labels to tell which. A policy whose
-/// count did not change costs no request (its WasmPlugin is current in the cache).
-pub fn policies_to_recount(
+/// The Workload-scope policies among `policies` that cover `pod`: the ones to reconcile when
+/// it appears, changes or goes.
+pub fn policies_covering(
     pod: &Pod,
     policies: &[Arc<HeaderRateLimit>],
 ) -> Vec<ObjectRef<HeaderRateLimit>> {
@@ -151,6 +149,7 @@ pub fn policies_to_recount(
     policies
         .iter()
         .filter(|hrl| is_workload(&hrl.spec) && hrl.namespace().as_deref() == Some(&namespace))
+        .filter(|hrl| covers(&hrl.spec, &namespace, pod))
         .map(|hrl| ObjectRef::from_obj(&**hrl))
         .collect()
 }

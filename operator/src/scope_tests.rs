@@ -265,7 +265,7 @@ fn policy(
 }
 
 #[test]
-fn a_pod_change_recounts_every_workload_policy_of_its_namespace_and_no_other() {
+fn a_pod_triggers_the_workload_policies_of_its_namespace_that_cover_it() {
     let policies = [
         policy(
             "web",
@@ -295,27 +295,22 @@ fn a_pod_change_recounts_every_workload_policy_of_its_namespace_and_no_other() {
         policy("gw", "shop", gateways(&["public"]), Some(Scope::Workload)),
     ];
     let names = |pod: &Pod| -> Vec<String> {
-        policies_to_recount(pod, &policies)
+        policies_covering(pod, &policies)
             .into_iter()
             .map(|r| r.name)
             .collect()
     };
-    let recounted = ["web", "other-app", "gw"];
-    assert_eq!(names(&pod("shop", &[("app", "web")], "True")), recounted);
+    assert_eq!(names(&pod("shop", &[("app", "web")], "True")), ["web"]);
     assert_eq!(
-        names(&pod(
-            "shop",
-            &[("app", "api"), ("moved", "from-web")],
-            "True"
-        )),
-        recounted,
-        "a pod relabelled away from `web` still recounts `web`: its old labels are gone"
+        names(&pod("shop", &[("app", "web")], "False")),
+        ["web"],
+        "a pod that stops serving changes the count too"
     );
     assert_eq!(
-        names(&pod("blog", &[("app", "api")], "True")),
-        ["elsewhere"]
+        names(&pod("shop", &[(GATEWAY_NAME_LABEL, "public")], "True")),
+        ["gw"]
     );
-    assert!(names(&pod("empty", &[("app", "web")], "True")).is_empty());
+    assert!(names(&pod("blog", &[("app", "api")], "True")).is_empty());
 }
 
 #[test]
