@@ -206,3 +206,77 @@ fn counter(
         .map_err(|error| build(error.to_string()))?
         .ok_or_else(|| build("a variable has no value".to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+    use std::time::Duration;
+
+    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::{
+        Entry, RateLimitOverride,
+    };
+    use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
+    use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
+    use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
+
+    use super::{Engine, Storage};
+    use crate::request::Check;
+
+    fn request(policy: &str) -> RateLimitRequest {
+        RateLimitRequest {
+            domain: "hrl".to_owned(),
+            descriptors: vec![RateLimitDescriptor {
+                entries: vec![Entry {
+                    key: "hrl_policy".to_owned(),
+                    value: policy.to_owned(),
+                }],
+                limit: Some(RateLimitOverride {
+                    requests_per_unit: 10,
+                    unit: Unit::Minute.into(),
+                }),
+                ..RateLimitDescriptor::default()
+            }],
+            hits_addend: 0,
+        }
+    }
+
+    /// The lock a request's (only) descriptor counts under.
+    fn lock<'e>(engine: &'e Engine, policy: &str) -> &'e tokio::sync::Mutex<()> {
+        let check = Check::parse(request(policy), &engine.domains).unwrap();
+        engine.lock_of(&check.domain, &check.descriptors[0])
+    }
+
+    #[tokio::test]
+    async fn a_count_waits_only_for_counts_of_its_own_counter() {
+        let engine = Engine::new(Storage::memory(), vec!["hrl".to_owned()]);
+        let held = lock(&engine, "default/a").lock().await;
+        let other = (0..1000)
+            .map(|i| format!("default/b{i}"))
+            .find(|b| !std::ptr::eq(lock(&engine, b), lock(&engine, "default/a")))
+            .expect("counters are spread over several locks");
+
+        let answered = tokio::time::timeout(
+            Duration::from_secs(5),
+            engine.should_rate_limit(request(&other)),
+        )
+        .await
+        .expect("another counter is counted while `default/a`'s lock is held")
+        .unwrap();
+        assert_eq!(answered.overall_code(), Code::Ok);
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(100),
+            engine.should_rate_limit(request("default/a")),
+        )
+        .await;
+        assert!(waiting.is_err(), "`default/a` waits for its lock");
+
+        drop(held);
+        let answered = engine
+            .should_rate_limit(request("default/a"))
+            .await
+            .unwrap();
+        assert_eq!(answered.overall_code(), Code::Ok);
+    }
+}

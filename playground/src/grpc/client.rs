@@ -3,16 +3,13 @@
 //! (`source/common/grpc/async_client_impl.cc`, `AsyncStreamImpl::onHeaders/onData/onTrailers`,
 //! `AsyncRequestImpl::onRemoteClose`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::client::conn::http2::SendRequest;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use super::pool::Pool;
 use crate::local_reply::http_to_grpc_status;
 
 /// gRPC status codes the host produces itself.
@@ -118,41 +115,6 @@ pub(crate) fn grpc_timeout(ms: u32) -> String {
     format!("{time}{unit}")
 }
 
-/// HTTP/2 connections by address, shared by every call of a host: a call reuses the
-/// connection of the calls before it, as Envoy's cluster connection pools do (one multiplexed
-/// HTTP/2 connection per upstream host; `source/common/http/http2/conn_pool.cc`). A connection
-/// that has closed is replaced by the next call.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Pool {
-    senders: Arc<Mutex<HashMap<String, Sender>>>,
-}
-
-type Sender = SendRequest<Full<Bytes>>;
-
-impl Pool {
-    /// An open connection to `address`: the pooled one, else a new one (then pooled).
-    async fn sender(&self, address: &str) -> Result<Sender, Outcome> {
-        if let Some(mut pooled) = self.pooled(address)
-            && pooled.ready().await.is_ok()
-        {
-            return Ok(pooled);
-        }
-        let sender = connect(address).await?;
-        if let Ok(mut senders) = self.senders.lock() {
-            senders.insert(address.to_owned(), sender.clone());
-        }
-        Ok(sender)
-    }
-
-    fn pooled(&self, address: &str) -> Option<Sender> {
-        let senders = self.senders.lock().ok()?;
-        senders
-            .get(address)
-            .filter(|sender| !sender.is_closed())
-            .cloned()
-    }
-}
-
 /// Sends the call and waits for its outcome (or its deadline).
 pub(crate) async fn send(pool: &Pool, call: CallRequest) -> Outcome {
     let exchange = exchange(pool, &call.address, call.request);
@@ -169,40 +131,17 @@ pub(crate) async fn send(pool: &Pool, call: CallRequest) -> Outcome {
 
 /// The router's `503` local reply for a failure before response headers
 /// (`Router::Filter::onUpstreamReset`), as the gRPC client reads it: `UNAVAILABLE`.
-fn reset_before_headers(reason: &str) -> Outcome {
+pub(super) fn reset_before_headers(reason: &str) -> Outcome {
     let message = format!(
         "upstream connect error or disconnect/reset before headers. reset reason: {reason}"
     );
     Outcome::closed(code::UNAVAILABLE, &message)
 }
 
-/// A new HTTP/2 connection (h2c with prior knowledge), driven on the runtime until every
-/// sender of it is dropped or the peer closes it.
-async fn connect(address: &str) -> Result<Sender, Outcome> {
-    let tcp = tokio::net::TcpStream::connect(address).await.map_err(|e| {
-        reset_before_headers(&format!(
-            "remote connection failure, transport failure reason: delayed connect error: {e}"
-        ))
-    })?;
-    // Envoy's upstream connections set TCP_NODELAY; without it a small request can wait for
-    // the peer's delayed ACK.
-    let _ = tcp.set_nodelay(true);
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .map_err(|e| reset_before_headers(&format!("connection failure: {e}")))?;
-    tokio::spawn(connection);
-    Ok(sender)
-}
-
 async fn exchange(pool: &Pool, address: &str, request: hyper::Request<Full<Bytes>>) -> Outcome {
-    let mut sender = match pool.sender(address).await {
-        Ok(sender) => sender,
-        Err(outcome) => return outcome,
-    };
-    let response = match sender.send_request(request).await {
+    let response = match pool.send(address, request).await {
         Ok(response) => response,
-        Err(e) => return reset_before_headers(&format!("remote reset: {e}")),
+        Err(outcome) => return outcome,
     };
     let (head, mut body) = response.into_parts();
     let headers_only = hyper::body::Body::is_end_stream(&body);

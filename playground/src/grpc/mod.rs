@@ -2,6 +2,7 @@
 //! outstanding calls with what their callbacks may read.
 
 mod client;
+mod pool;
 mod service;
 
 use std::collections::HashMap;
@@ -11,7 +12,8 @@ use std::sync::mpsc;
 use tokio::runtime::Runtime;
 use tokio::task::AbortHandle;
 
-pub(crate) use client::{CallRequest, Outcome, Pool, build, code};
+pub(crate) use client::{CallRequest, Outcome, build, code};
+use pool::Pool;
 pub(crate) use service::{Service, parse};
 
 /// The gRPC clusters of a host (`name -> host:port`), the runtime its calls run on, started
