@@ -247,7 +247,6 @@ impl Host {
         self.shared.shared_data_len()
     }
 
-    /// The shared part and the workers, to drive each worker from its own thread.
     /// The host after a configuration change, as Envoy makes one when a plugin's configuration
     /// changes: new VMs with `plugins` configured (`proxy_on_configure` again), and the VM id's
     /// shared data kept (Envoy keeps it process-wide per VM id, whatever becomes of the VMs).
@@ -267,6 +266,7 @@ impl Host {
         builder.build_with(Some(data))
     }
 
+    /// The shared part and the workers, to drive each worker from its own thread.
     pub fn into_parts(self) -> (Arc<Shared>, Vec<Worker>) {
         (self.shared, self.workers)
     }
