@@ -37,7 +37,7 @@ use crate::metrics::Metrics;
 use crate::plan::{MANAGED_BY_SELECTOR, Settings};
 use crate::scope;
 use crate::wasm_plugin::WasmPlugin;
-use crate::watch::decode;
+use crate::watch::{WatchGuard, decode};
 
 /// Reconciliations running at once per controller (bounded for 10,000 objects).
 pub const CONCURRENCY: u16 = 16;
@@ -162,25 +162,14 @@ async fn controller(
     let hrl_events = watcher::watcher(hrls, watcher::Config::default().any_semantic())
         .default_backoff()
         .filter_map(move |event| {
-            let item = match event {
-                Err(error) => {
-                    health.failed();
-                    metrics.watch_failed("headerratelimits");
-                    tracing::warn!(%error, "cannot watch HeaderRateLimits; retrying with backoff");
-                    None
+            let item = tracked(event, &health, &metrics, "headerratelimits").and_then(|event| {
+                let (event, undecodable) = decode(event);
+                if let Some(bad) = undecodable {
+                    metrics.undecodable.inc();
+                    tracing::warn!(namespace = %bad.namespace, name = %bad.name, error = %bad.error, "cannot decode HeaderRateLimit; skipped, its WasmPlugin is left as it is");
                 }
-                Ok(event) => {
-                    if matches!(event, Event::InitDone) {
-                        health.synced();
-                    }
-                    let (event, undecodable) = decode(event);
-                    if let Some(bad) = undecodable {
-                        metrics.undecodable.inc();
-                        tracing::warn!(namespace = %bad.namespace, name = %bad.name, error = %bad.error, "cannot decode HeaderRateLimit; skipped, its WasmPlugin is left as it is");
-                    }
-                    event.map(Ok)
-                }
-            };
+                event.map(Ok)
+            });
             futures::future::ready(item)
         })
         .reflect(hrl_writer)
@@ -238,31 +227,42 @@ fn pod_watch(
         .default_backoff()
         .modify(scope::strip_pod)
         .filter_map(move |event| {
-            let item = match event {
-                Err(error) => {
-                    health.failed();
-                    metrics.watch_failed("pods");
-                    tracing::warn!(%error, "cannot watch pods (scope: Workload counts them); retrying with backoff");
-                    None
+            let item = tracked(event, &health, &metrics, "pods").filter(|event| match event {
+                Event::Apply(pod) => {
+                    scope::changes_count(cached.get(&ObjectRef::from_obj(pod)).as_deref(), pod)
                 }
-                Ok(Event::Apply(pod))
-                    if !scope::changes_count(cached.get(&ObjectRef::from_obj(&pod)).as_deref(), &pod) =>
-                {
-                    None
-                }
-                Ok(event) => {
-                    if matches!(event, Event::InitDone) {
-                        health.synced();
-                    }
-                    Some(event)
-                }
-            };
+                _ => true,
+            });
             futures::future::ready(item)
         })
         .flat_map(move |event| {
             let touched = store_pod_event(&store, &mut writer, &event);
             futures::stream::iter(touched.into_iter().map(Ok))
         })
+}
+
+/// A watch event, with the watch's health kept: a failure is counted, logged and dropped (the
+/// watcher retries with backoff), the end of a list marks the watch synced.
+fn tracked<K>(
+    event: watcher::Result<Event<K>>,
+    health: &WatchGuard,
+    metrics: &Metrics,
+    resource: &'static str,
+) -> Option<Event<K>> {
+    match event {
+        Err(error) => {
+            health.failed();
+            metrics.watch_failed(resource);
+            tracing::warn!(%error, resource, "cannot list or watch; retrying with backoff");
+            None
+        }
+        Ok(event) => {
+            if matches!(event, Event::InitDone) {
+                health.synced();
+            }
+            Some(event)
+        }
+    }
 }
 
 /// Stores a pod event (as `reflect` would) and returns the pods whose covering Workload
